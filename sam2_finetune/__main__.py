@@ -1,0 +1,5 @@
+import sys
+
+from sam2_finetune.cli import main
+
+sys.exit(main())

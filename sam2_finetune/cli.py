@@ -1,0 +1,222 @@
+"""The ``sam2-finetune`` command: one sub-command per stage, generated from the stages' options.
+
+Each stage declares its options once, as a pydantic model (field types, defaults, descriptions,
+bounds). This module turns such a model into an ``argparse`` parser, so a flag exists exactly
+where the Python API's option does and cannot drift from it:
+
+- ``list[...]`` fields take several values (``--ratios 0.8 0.1 0.1``; positional ``EXPORT...``),
+- ``bool`` fields become ``--flag / --no-flag``, ``Literal`` fields get ``choices``,
+- nested models become dotted flags (``--training.learning_rate 1e-4``),
+- a field marked ``json_schema_extra={"positional": True}`` is positional.
+
+Values go to pydantic unchanged, so the CLI and Python report the same validation errors, all at
+once. Stage modules are imported only for the command that runs, which keeps data commands free
+of torch and transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from sam2_finetune.errors import OptionsError, Sam2FinetuneError
+
+# name -> ("module:function", one-line help). The function takes one options model and returns
+# an exit status. Literal table: adding a stage is adding a row.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("sam2_finetune.ingest:info_command", "Summarise SAM2 exports."),
+    "convert": (
+        "sam2_finetune.convert:convert_command",
+        "Convert exports to a HF dataset, LLaVA, ShareGPT or COCO.",
+    ),
+    "validate": (
+        "sam2_finetune.validate:validate_command",
+        "Check data quality; write a Markdown + JSON report.",
+    ),
+    "split": (
+        "sam2_finetune.split:split_command",
+        "Split a dataset into train/validation/test without leakage.",
+    ),
+    "models": (
+        "sam2_finetune.models.registry:models_command",
+        "List supported model families with memory estimates.",
+    ),
+    "check": ("sam2_finetune.config:check_command", "Check hardware against a training config."),
+    "tiny-model": (
+        "sam2_finetune.models.tiny:tiny_model_command",
+        "Build a tiny random offline model of a family (for tests and demos).",
+    ),
+}
+
+_MISSING = object()
+
+
+def options_model(function: Callable[..., Any]) -> type[BaseModel]:
+    """The pydantic model a command function takes as its single argument."""
+    hints = typing.get_type_hints(function)
+    hints.pop("return", None)
+    (model,) = hints.values()
+    return model
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = ""
+) -> None:
+    """Add one argument per field of ``model`` (recursively for nested models)."""
+    group = parser.add_argument_group(prefix.rstrip(".") or None) if prefix else parser
+    for name, info in model.model_fields.items():
+        flag_name = info.alias or name
+        dest = prefix + flag_name
+        annotation = _unwrap_optional(info.annotation)
+        if _is_model(annotation):
+            add_model_arguments(parser, annotation, prefix=dest + ".")
+            continue
+        kwargs = _argument_kwargs(annotation, info)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("positional") and not prefix:
+            if kwargs.get("nargs") is None and info.is_required():
+                kwargs.pop("nargs", None)
+            elif not info.is_required():
+                kwargs["nargs"] = "*" if kwargs.get("nargs") else "?"
+            kwargs.pop("required", None)
+            kwargs["metavar"] = flag_name.upper()
+            group.add_argument(dest, **kwargs)
+            continue
+        flag = "--" + (prefix + flag_name).replace("_", "-")
+        group.add_argument(flag, dest=dest, **kwargs)
+
+
+def _argument_kwargs(annotation: Any, info: FieldInfo) -> dict[str, Any]:
+    help_text = (info.description or "").replace("%", "%%")
+    if not info.is_required():
+        default = info.get_default(call_default_factory=True)
+        if default not in (None, [], ()) and not isinstance(default, BaseModel):
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            help_text += f" (default: {shown})"
+    kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
+    if info.is_required():
+        kwargs["required"] = True
+    origin = get_origin(annotation)
+    if annotation is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+        kwargs.pop("required", None)
+        return kwargs
+    if origin in (list, tuple, Sequence, set, frozenset) or annotation in (list, tuple):
+        kwargs["nargs"] = "+"
+        inner = get_args(annotation)
+        annotation = _unwrap_optional(inner[0]) if inner else str
+        origin = get_origin(annotation)
+    if origin is Literal:
+        kwargs["choices"] = [str(v) for v in get_args(annotation)]
+    if annotation is Path:
+        kwargs["metavar"] = "PATH"
+    return kwargs
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def format_validation_error(error: ValidationError, what: str) -> str:
+    """Every problem of a pydantic validation, one per line, with path, value and rule."""
+    lines = [f"{what}: {error.error_count()} invalid option(s):"]
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(options)"
+        value = item.get("input", _MISSING)
+        shown = "" if value is _MISSING or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  - {path}: {item['msg']}{shown}")
+    lines.append("Fix: correct the options above; `sam2-finetune <command> --help` lists them.")
+    return "\n".join(lines)
+
+
+def validate_options(model: type[BaseModel], values: dict[str, Any], what: str) -> BaseModel:
+    """Build ``model`` from ``values`` or raise :class:`OptionsError` listing every problem."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise OptionsError(format_validation_error(exc, what)) from None
+
+
+def _load(target: str) -> Callable[[Any], int | None]:
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported to build its options."""
+    parser = argparse.ArgumentParser(
+        prog="sam2-finetune",
+        description="Turn SAM2 video-annotation exports into fine-tuned vision-language models.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (target, help_text) in COMMANDS.items():
+        if name == command:
+            function = _load(target)
+            model = options_model(function)
+            sub_parser = sub.add_parser(
+                name,
+                help=help_text,
+                description=(model.__doc__ or help_text).strip(),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            add_model_arguments(sub_parser, model)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sam2-finetune`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        command = None
+    try:
+        parser = build_parser(command)
+        args = vars(parser.parse_args(argv))
+        name = args.pop("command", None)
+        if name is None:
+            parser.print_help()
+            return 0
+        function = _load(COMMANDS[name][0])
+        options = validate_options(options_model(function), _nest(args), f"sam2-finetune {name}")
+        return int(function(options) or 0)
+    except Sam2FinetuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
