@@ -1,0 +1,104 @@
+"""The canonical dataset: one row per annotated frame, format-free (no prompts, no answer text).
+
+Written by ``convert --to hf`` and read by ``validate``, ``split``, ``train`` and ``evaluate``.
+Columns follow the Hub's object-detection convention; ``objects`` is a list of dicts per row:
+
+==================  =====================================================================
+``image``           ``datasets.Image`` (the source PNG/JPEG bytes, not re-encoded)
+``image_id``        unique string ``"<video_id>/<frame_index:06d>"``
+``video_id``        the export's stable video id (groups frames for leak-free splits)
+``frame_index``     frame number in the source video
+``timestamp_sec``   as the export states it
+``width/height``    image size in pixels
+``image_is_overlay`` True when the image has the annotations drawn in
+``objects``         list of ``{track_id, label, category (ClassLabel), bbox [x, y, w, h] float
+                    image pixels, area (pixels), segmentation {size: [h, w], counts: str}}``
+==================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sam2_finetune.errors import DatasetError
+
+if TYPE_CHECKING:
+    import datasets
+
+
+def image_id(video_id: str, frame_index: int) -> str:
+    """The canonical row id of a frame."""
+    return f"{video_id}/{frame_index:06d}"
+
+
+def canonical_features(labels: Sequence[str]) -> datasets.Features:
+    """The ``datasets.Features`` of the canonical dataset, with ``category`` over ``labels``."""
+    from datasets import ClassLabel, Features, Image, List, Value
+
+    return Features(
+        {
+            "image": Image(),
+            "image_id": Value("string"),
+            "video_id": Value("string"),
+            "frame_index": Value("int32"),
+            "timestamp_sec": Value("float64"),
+            "width": Value("int32"),
+            "height": Value("int32"),
+            "image_is_overlay": Value("bool"),
+            "objects": List(
+                {
+                    "track_id": Value("int32"),
+                    "label": Value("string"),
+                    "category": ClassLabel(names=list(labels)),
+                    "bbox": List(Value("float32"), length=4),
+                    "area": Value("int64"),
+                    "segmentation": {
+                        "size": List(Value("int32"), length=2),
+                        "counts": Value("string"),
+                    },
+                }
+            ),
+        }
+    )
+
+
+def category_names(dataset: datasets.Dataset | datasets.DatasetDict) -> list[str]:
+    """The label names of a canonical dataset (the ``objects.category`` ClassLabel)."""
+    from datasets import DatasetDict
+
+    ds = next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
+    objects = ds.features["objects"]
+    feature = objects.feature if hasattr(objects, "feature") else objects[0]
+    return list(feature["category"].names)
+
+
+def load_canonical(path: str | Path) -> datasets.Dataset | datasets.DatasetDict:
+    """``datasets.load_from_disk`` with a clear error when ``path`` is not a canonical dataset."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(
+            f"{path}: no such dataset folder. Fix: create it with "
+            f"`sam2-finetune convert EXPORT... --to hf --out {path}`."
+        )
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(
+            f"{path}: not a dataset saved with save_to_disk ({exc}). Fix: point at the folder "
+            "`sam2-finetune convert --to hf` or `sam2-finetune split` wrote."
+        ) from None
+    from datasets import DatasetDict
+
+    first = next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
+    missing = {"image", "image_id", "video_id", "frame_index", "objects"} - set(first.column_names)
+    if missing:
+        raise DatasetError(
+            f"{path}: not a canonical sam2-finetune dataset (missing columns {sorted(missing)}; "
+            f"found {first.column_names}). Fix: convert the exports with "
+            "`sam2-finetune convert --to hf`."
+        )
+    return dataset
