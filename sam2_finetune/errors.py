@@ -77,3 +77,7 @@ class OutputExistsError(Sam2FinetuneError):
 
 class OptionsError(Sam2FinetuneError):
     """Options or a configuration failed validation; the message lists every problem at once."""
+
+
+class ModelError(Sam2FinetuneError):
+    """A model family, checkpoint or tiny model cannot be built, found or loaded as asked."""
