@@ -1,0 +1,95 @@
+"""The committed sample exports are what sample_data/generate.py writes, and hold what the
+README promises (traps, empty frames, enough instances per class)."""
+
+from __future__ import annotations
+
+import importlib.util
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sam2_finetune.ingest import read_export, summarize_export
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+EXPORTS = ["street_scene.zip", "kitchen.zip", "warehouse.zip"]
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("sample_generate", SAMPLE / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files(root: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.name not in ("generate.py", "README.md")
+        and "__pycache__" not in p.parts
+    }
+
+
+def _zip_members(path: Path) -> list[tuple[str, int, int, tuple[int, ...]]]:
+    with zipfile.ZipFile(path) as archive:
+        return [(i.filename, i.CRC, i.file_size, i.date_time) for i in archive.infolist()]
+
+
+@pytest.mark.slow
+def test_generator_reproduces_committed_files(tmp_path):
+    _load_generator().generate(tmp_path)
+    committed, fresh = _files(SAMPLE), _files(tmp_path)
+    assert sorted(fresh) == sorted(committed)
+    for name, path in committed.items():
+        old, new = path.read_bytes(), fresh[name].read_bytes()
+        if old == new:
+            continue
+        # A ZIP's deflate stream may differ with another zlib build; its members must not.
+        assert name.endswith(".zip"), f"{name} differs from a fresh generation"
+        assert _zip_members(path) == _zip_members(fresh[name]), f"{name}: members differ"
+
+
+def test_sample_data_is_small():
+    total = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
+    assert total < 5 * 1024**2
+
+
+def test_sample_exports_hold_what_the_readme_says():
+    labels: Counter[str] = Counter()
+    summaries = {}
+    for name in EXPORTS:
+        export = read_export(SAMPLE / name)
+        try:
+            summary = summarize_export(export)
+            summaries[name] = summary
+            labels.update(summary.labels)
+            empty = [f for f in export.frames if f.is_empty]
+            assert empty, f"{name} lists no frame with objects: []"
+            assert all(f.image is None for f in empty)
+            assert all(f.image is not None for f in export.frames if not f.is_empty)
+            assert 35 <= summary.frames_listed <= 50
+        finally:
+            export.close()
+    assert min(labels.values()) >= 20, labels
+    assert {"car", "person", "bicycle", "cup", "Cup", "bowl", "box", "forklift"} <= set(labels)
+    kitchen = summaries["kitchen.zip"]
+    assert kitchen.tracks["4"] == ["object_4", "cutting board"]
+    assert kitchen.empty_masks == 6  # the occluded bowl
+    warehouse = summaries["warehouse.zip"]
+    assert (warehouse.width, warehouse.height, warehouse.has_metadata) == (384, 216, False)
+    assert summaries["street_scene.zip"].empty_masks == 3  # the car that left the frame
+
+
+def test_street_scene_raw_frames_match_the_export():
+    export = read_export(SAMPLE / "street_scene.zip", frames=SAMPLE / "street_scene_frames")
+    try:
+        assert export.image_kind == "raw"
+        assert sorted(export.images) == export.frame_indices
+        frame = export.frames[10]
+        assert frame.image is not None and frame.image.open().size == (320, 240)
+    finally:
+        export.close()
