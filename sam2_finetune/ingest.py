@@ -215,6 +215,9 @@ class Export:
     image_kind: ImageKind
     has_metadata: bool
     annotations_member: str
+    # Frame indices in the order annotations.json lists them (``raw_frames`` is sorted); lets
+    # ``validate`` report frames written out of order.
+    written_order: list[int] = field(default_factory=list, repr=False)
 
     @property
     def frame_indices(self) -> list[int]:
@@ -674,6 +677,7 @@ def read_export(
                     fix="repair or re-export annotations.json",
                 )
             )
+    written_order = [r["frame_index"] for r in raw_frames]
     raw_frames = sorted(raw_frames, key=lambda r: r["frame_index"])
     indices = [r["frame_index"] for r in raw_frames]
 
@@ -705,6 +709,7 @@ def read_export(
         image_kind=image_kind,
         has_metadata=metadata is not None,
         annotations_member=source.location("annotations.json"),
+        written_order=written_order,
     )
 
 
