@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +138,9 @@ def _draw_shape(
         raise ValueError(f"unknown shape {shape!r}: expected rect, ellipse or triangle")
 
 
-def _shape_mask(shape: Shape, box: tuple[float, float, float, float], width: int, height: int):
+def _shape_mask(
+    shape: Shape, box: tuple[float, float, float, float], width: int, height: int
+) -> np.ndarray:
     image = Image.new("L", (width, height), 0)
     _draw_shape(ImageDraw.Draw(image), shape, box, width, height, 1)
     return np.asarray(image, dtype=np.uint8)
@@ -533,7 +535,7 @@ def write_export(
 
 def write_raw_video(
     out: Path,
-    frames: Iterator[np.ndarray],
+    frames: Iterable[np.ndarray],
     *,
     width: int,
     height: int,
