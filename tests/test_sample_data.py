@@ -93,3 +93,19 @@ def test_street_scene_raw_frames_match_the_export():
         assert frame.image is not None and frame.image.open().size == (320, 240)
     finally:
         export.close()
+
+
+def test_street_scene_video_matches_its_raw_frames():
+    pytest.importorskip("av")
+    import numpy as np
+    from PIL import Image
+
+    export = read_export(SAMPLE / "street_scene.zip", frames=SAMPLE / "street_scene.mp4")
+    try:
+        frame = export.frames[20]
+        assert frame.image is not None and frame.image.location.endswith("#frame=120")
+        decoded = np.asarray(frame.image.open(), dtype=np.int16)
+        raw = np.asarray(Image.open(SAMPLE / "street_scene_frames/frame_000120.png"), np.int16)
+        assert np.abs(decoded - raw).mean() < 3
+    finally:
+        export.close()
