@@ -1,0 +1,293 @@
+"""Convert: SAM2 exports -> the canonical Hugging Face dataset, or LLaVA / ShareGPT / COCO files.
+
+>>> from sam2_finetune.convert import ConvertOptions, convert
+>>> result = convert(ConvertOptions(exports=["sample_data/street_scene.zip"], to="hf",
+...                                 out="data/hf"))          # doctest: +SKIP
+>>> result.rows, result.labels                                # doctest: +SKIP
+
+Every format is written from the same canonical rows (:mod:`sam2_finetune.convert.rows`), one
+frame at a time, into a temporary folder that replaces ``out`` in one rename at the end: an
+interrupted conversion leaves nothing at ``out``. ``hf`` is format-free (boxes and masks only);
+``llava`` and ``sharegpt`` render prompts and answers with ``--tasks`` and ``--answer-format``;
+``coco`` is for detection tools and COCOeval. No torch import happens here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sam2_finetune.convert.rows import (
+    LabelMap,
+    RowStats,
+    dataset_labels,
+    iter_rows,
+    load_label_map,
+)
+from sam2_finetune.errors import DatasetError, OptionsError, describe
+from sam2_finetune.ingest import Export, read_exports
+from sam2_finetune.outputs import atomic_output_dir, ensure_writable
+
+Format = Literal["hf", "llava", "sharegpt", "coco"]
+
+
+class ConvertOptions(BaseModel):
+    """Convert SAM2 exports into the canonical Hugging Face dataset (--to hf, the input of
+    validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exports: list[Path] = Field(
+        min_length=1,
+        description="SAM2 export ZIPs or extracted folders (one per video).",
+        json_schema_extra={"positional": True},
+    )
+    to: Format = Field("hf", description="Output format.")
+    out: Path = Field(description="Output folder (must be new or empty unless --overwrite).")
+    frames: list[str] | None = Field(
+        None,
+        description="Raw frames replacing the overlay images: one folder or video per export in "
+        "order, or EXPORT=PATH pairs (EXPORT is the export's path, file name or stem) for some.",
+    )
+    label_map: Path | None = Field(
+        None,
+        description="YAML or JSON file {label as typed: new label} to rename or merge labels "
+        "(null drops a label's objects).",
+    )
+    normalize_labels: bool = Field(
+        False, description="Fold label case and whitespace ('Car ', 'car' -> 'car')."
+    )
+    keep_empty: bool = Field(
+        False, description="Keep frames with an image but no object, as negatives."
+    )
+    answer_format: str = Field(
+        "generic_json",
+        description="How answers render boxes and masks (llava/sharegpt only).",
+    )
+    tasks: list[str] = Field(
+        ["detect"], description="Tasks to draw one per frame (llava/sharegpt only)."
+    )
+    seed: int = Field(0, description="Seed of the task and template choice (llava/sharegpt).")
+    qwen_min_pixels: int = Field(
+        56 * 56,
+        gt=0,
+        description="Qwen2.5-VL processor min_pixels, for the resized size of its answers.",
+    )
+    qwen_max_pixels: int = Field(
+        28 * 28 * 16384,
+        gt=0,
+        description="Qwen2.5-VL processor max_pixels, for the resized size of its answers.",
+    )
+    dataset_name: str = Field(
+        "sam2_finetune",
+        min_length=1,
+        description="Dataset name in LLaMA-Factory's dataset_info.json (sharegpt).",
+    )
+    overwrite: bool = Field(False, description="Replace a non-empty output folder.")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What ``convert`` wrote. ``paths`` names the main files (``dataset``, ``llava_json``, ...)."""
+
+    out: Path
+    to: Format
+    rows: int
+    objects: int
+    labels: list[str]
+    videos: list[str]
+    paths: dict[str, Path]
+    overlay_rows: int
+    empty_rows: int
+    skipped_no_image: int
+    skipped_no_objects: int
+    objects_dropped_by_label_map: int
+    seconds: float
+    polygon_fidelity: dict[str, float] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def frame_sources(exports: list[Path], frames: list[str] | None) -> list[str | Path | None] | None:
+    """Match ``--frames`` values to exports: all by order, or ``EXPORT=PATH`` pairs for some."""
+    if not frames:
+        return None
+    pairs = [f for f in frames if "=" in f]
+    if not pairs:
+        if len(frames) != len(exports):
+            raise OptionsError(
+                describe(
+                    "--frames needs one source per export, in order",
+                    field="frames",
+                    expected=f"{len(exports)} frame sources",
+                    found=len(frames),
+                    fix="pass one folder or video per export, or EXPORT=PATH pairs",
+                )
+            )
+        return list(frames)
+    if len(pairs) != len(frames):
+        raise OptionsError(
+            describe(
+                "--frames mixes ordered sources and EXPORT=PATH pairs",
+                field="frames",
+                found=" ".join(frames),
+                fix="use only one of the two forms",
+            )
+        )
+    sources: list[str | Path | None] = [None] * len(exports)
+    for pair in pairs:
+        key, _, path = pair.partition("=")
+        hits = [
+            i for i, export in enumerate(exports) if key in (str(export), export.name, export.stem)
+        ]
+        if len(hits) != 1:
+            raise OptionsError(
+                describe(
+                    f"--frames {pair!r} matches {len(hits)} exports",
+                    field="frames",
+                    expected="exactly one export by path, file name or stem",
+                    found=", ".join(str(exports[i]) for i in hits) or "none",
+                    fix="write the export's path as given on the command line",
+                )
+            )
+        sources[hits[0]] = path
+    return sources
+
+
+def _check_chat_options(options: ConvertOptions) -> None:
+    from sam2_finetune.answer_formats import ANSWER_FORMATS
+    from sam2_finetune.tasks import TASKS
+
+    problems = []
+    if options.answer_format not in ANSWER_FORMATS:
+        problems.append(
+            f"answer_format: {options.answer_format!r} is not one of {sorted(ANSWER_FORMATS)}"
+        )
+    problems += [
+        f"tasks: {t!r} is not one of {sorted(TASKS)}" for t in options.tasks if t not in TASKS
+    ]
+    if problems:
+        raise OptionsError(
+            "sam2-finetune convert: invalid option(s):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nFix: correct the options above."
+        )
+
+
+def convert(options: ConvertOptions) -> ConvertResult:
+    """Run the convert stage: read ``options.exports`` and write ``options.out`` as ``options.to``.
+
+    Raises:
+        OutputExistsError: ``out`` is not empty and ``overwrite`` is false (checked first).
+        ExportError: an export or raw-frames source cannot be read.
+        OptionsError: a bad label map, ``--frames`` value, task or answer format.
+        DatasetError: no frame qualifies as a row.
+    """
+    started = time.perf_counter()
+    ensure_writable(options.out, options.overwrite)
+    if options.to in ("llava", "sharegpt"):
+        _check_chat_options(options)
+    label_map = load_label_map(options.label_map, options.normalize_labels)
+    exports = read_exports(options.exports, frames=frame_sources(options.exports, options.frames))
+    try:
+        return _convert(options, exports, label_map, started)
+    finally:
+        for export in exports:
+            export.close()
+
+
+def _convert(
+    options: ConvertOptions, exports: list[Export], label_map: LabelMap, started: float
+) -> ConvertResult:
+    labels, typed = dataset_labels(exports, label_map)
+    stats = RowStats()
+
+    rows = iter_rows(exports, labels, label_map, keep_empty=options.keep_empty, stats=stats)
+
+    polygon_fidelity = None
+    with atomic_output_dir(options.out, overwrite=options.overwrite) as tmp:
+        if options.to == "hf":
+            from sam2_finetune.convert.hf import rows_to_hf
+
+            rows_to_hf(rows, labels, tmp)
+            paths = {"dataset": options.out}
+        elif options.to == "coco":
+            from sam2_finetune.convert.coco import rows_to_coco
+
+            written = rows_to_coco(rows, labels, tmp)
+            paths = {"coco": options.out / written.name, "images": options.out / "images"}
+        else:
+            from sam2_finetune.convert.chat import rows_to_chat
+
+            written_paths, polygon_fidelity = rows_to_chat(rows, labels, tmp, options)
+            paths = {name: options.out / p.relative_to(tmp) for name, p in written_paths.items()}
+        if stats.rows == 0:
+            raise DatasetError(
+                describe(
+                    f"no frame qualifies as a row ({stats.frames_listed} frames listed: "
+                    f"{stats.skipped_no_image} without an image, {stats.skipped_no_objects} "
+                    "without a non-empty object)",
+                    file=", ".join(map(str, options.exports)),
+                    fix="check the exports with `sam2-finetune info`; pass --frames for raw "
+                    "frames, or --keep-empty to keep frames without objects",
+                )
+            )
+    warnings = []
+    overlay_videos = [e.video.video_id for e in exports if e.image_kind == "overlay"]
+    if overlay_videos and stats.overlay_rows:
+        warnings.append(
+            f"{stats.overlay_rows} of {stats.rows} rows use OVERLAY images (the annotations are "
+            f"drawn in, which leaks the answer into the input) from {', '.join(overlay_videos)}. "
+            "Pass the raw frames or the video with --frames to train on clean images."
+        )
+    unused = label_map.unused_keys(typed)
+    if unused:
+        warnings.append(f"label map entries that matched no label: {', '.join(unused)}")
+    never = sorted(set(labels) - stats.labels_used)
+    if never:
+        warnings.append(f"labels with no object in any row (frames without images?): {never}")
+    return ConvertResult(
+        out=options.out,
+        to=options.to,
+        rows=stats.rows,
+        objects=stats.objects,
+        labels=labels,
+        videos=[e.video.video_id for e in exports],
+        paths=paths,
+        overlay_rows=stats.overlay_rows,
+        empty_rows=stats.empty_rows,
+        skipped_no_image=stats.skipped_no_image,
+        skipped_no_objects=stats.skipped_no_objects,
+        objects_dropped_by_label_map=stats.objects_dropped_by_label_map,
+        seconds=time.perf_counter() - started,
+        polygon_fidelity=polygon_fidelity,
+        warnings=warnings,
+    )
+
+
+def convert_command(options: ConvertOptions) -> int:
+    """``sam2-finetune convert``: run :func:`convert` and print what was written."""
+    result = convert(options)
+    print(
+        f"wrote {result.rows} rows ({result.objects} objects, {len(result.labels)} labels, "
+        f"{len(result.videos)} videos) as {result.to} to {result.out} in {result.seconds:.1f} s"
+    )
+    print(
+        f"  skipped {result.skipped_no_image} frames without an image and "
+        f"{result.skipped_no_objects} without objects; kept {result.empty_rows} empty frames"
+    )
+    print("  labels: " + ", ".join(result.labels))
+    for name, path in result.paths.items():
+        print(f"  {name}: {path}")
+    if result.polygon_fidelity:
+        print(
+            "  polygon fidelity: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result.polygon_fidelity.items())
+        )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0

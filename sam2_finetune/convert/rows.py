@@ -1,0 +1,321 @@
+"""Exports -> canonical rows: the one record every output format of ``convert`` is written from.
+
+A row is exactly what a row of the canonical dataset holds (see :mod:`sam2_finetune.dataset`), with
+``objects`` as a list of dicts and ``category`` as an index into the sorted label list. Rows are
+built one frame at a time from lazily read exports, so memory stays flat however many frames come
+in. Labels go through a :class:`LabelMap` first (renames, merges, drops, case/whitespace).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sam2_finetune.dataset import image_id
+from sam2_finetune.errors import ExportError, OptionsError, describe
+from sam2_finetune.ingest import Export
+from sam2_finetune.masks import decode_compressed_counts, parse_counts
+
+# --------------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_label(label: str) -> str:
+    """Case and whitespace folded: ``"  Red   Car "`` -> ``"red car"``."""
+    return " ".join(label.split()).lower()
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """How labels as typed become dataset labels.
+
+    Each label is first normalized (when ``normalize``), then looked up in ``mapping`` (one hop,
+    not transitive): a string renames it (several labels renamed to one merge), ``None`` drops
+    its objects. Labels not in the mapping are kept. With ``normalize`` the mapping's keys and
+    values are normalized too, so ``{"Car": "vehicle"}`` also catches ``"car "``.
+    """
+
+    mapping: Mapping[str, str | None] = field(default_factory=dict)
+    normalize: bool = False
+
+    def __call__(self, label: str) -> str | None:
+        key = normalize_label(label) if self.normalize else label
+        return self.mapping.get(key, key)
+
+    def unused_keys(self, labels_seen: Sequence[str]) -> list[str]:
+        """Keys of the mapping that no label of ``labels_seen`` (as typed) hit: likely typos."""
+        hit = {normalize_label(x) if self.normalize else x for x in labels_seen}
+        return sorted(k for k in self.mapping if k not in hit)
+
+
+def load_label_map(path: str | Path | None, normalize: bool = False) -> LabelMap:
+    """Read a label map file: YAML or JSON, one flat mapping ``{"label as typed": "new label"}``.
+
+    A value of ``null`` drops the objects with that label. Every problem is reported at once.
+
+    >>> load_label_map(None, normalize=True)("  Car ")
+    'car'
+    """
+    if path is None:
+        return LabelMap({}, normalize)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OptionsError(
+            describe(
+                f"cannot read the label map ({exc.strerror or exc})",
+                file=path,
+                fix="pass an existing YAML or JSON file to --label-map",
+            )
+        ) from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml  # YAML is a superset of JSON: any other suffix reads both
+
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise OptionsError(
+            describe(f"not valid JSON/YAML ({exc})", file=path, fix="repair the label map file")
+        ) from None
+    except Exception as exc:  # yaml.YAMLError; yaml is imported lazily
+        raise OptionsError(
+            describe(f"not valid YAML ({exc})", file=path, fix="repair the label map file")
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise OptionsError(
+            describe(
+                "the label map must be one flat mapping",
+                file=path,
+                expected='{"label as typed": "new label", ...}',
+                found=type(data).__name__,
+                fix="write one `from: to` pair per line",
+            )
+        )
+    problems: list[str] = []
+    mapping: dict[str, str | None] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not key.strip():
+            problems.append(f"key {key!r}: expected a non-empty label string")
+            continue
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append(f"{key!r}: expected a new label (string) or null, found {value!r}")
+            continue
+        k = normalize_label(key) if normalize else key
+        v = None if value is None else normalize_label(value) if normalize else value.strip()
+        if k in mapping and mapping[k] != v:
+            problems.append(
+                f"{key!r}: normalizes to {k!r}, which is already mapped to {mapping[k]!r}, "
+                f"not {v!r}"
+            )
+            continue
+        mapping[k] = v
+    if problems:
+        raise OptionsError(
+            f"{path}: {len(problems)} problem(s) in the label map:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + "\nFix: correct the entries above (values are new labels, or null to drop)."
+        )
+    return LabelMap(mapping, normalize)
+
+
+def _mask_is_visible(value: Any) -> bool:
+    """Whether a mask as written in annotations.json has any pixel set, parsing as little as
+    possible. A mask that cannot be read counts as visible: reading the frame reports it."""
+    try:
+        if isinstance(value, str):
+            head = value.split(None, 2)
+            if len(head) >= 2 and head[1].isdigit() and head[0].isdigit():
+                # A count string: the first run of ones is usually non-empty.
+                if head[1].strip("0"):
+                    return True
+                return bool(parse_counts(value)[1::2].any())
+            if len(head) == 1 and head[0].isdigit():
+                return False  # one run of zeros
+            return bool(decode_compressed_counts(value)[1::2].any())
+        if isinstance(value, dict):
+            counts = value.get("counts")
+            if isinstance(counts, str):
+                return bool(decode_compressed_counts(counts)[1::2].any())
+            if isinstance(counts, list):
+                return any(counts[1::2])
+    except ValueError:
+        pass
+    return True
+
+
+def dataset_labels(exports: Sequence[Export], label_map: LabelMap) -> tuple[list[str], list[str]]:
+    """(sorted dataset labels after mapping, sorted labels as typed) over the visible objects of
+    the frames that have an image: the frames :func:`iter_rows` turns into rows. Read from the
+    JSON as written (no mask is rescaled), so it costs a fraction of the conversion."""
+    typed: set[str] = set()
+    for export in exports:
+        for raw in export.raw_frames:
+            if raw["frame_index"] not in export.images:
+                continue
+            for obj in raw.get("objects") or []:
+                if not isinstance(obj, dict):
+                    continue
+                label = obj.get("label")
+                if not isinstance(label, str) or not label:
+                    label = f"object_{obj.get('object_id')}"  # as ingest names unnamed objects
+                if label in typed:
+                    continue
+                # The keys ingest reads a mask from, in its order of preference.
+                mask = obj.get("mask_rle", obj.get("segmentation", obj.get("mask")))
+                if _mask_is_visible(mask):
+                    typed.add(label)
+    mapped = {label_map(x) for x in typed}
+    return sorted(x for x in mapped if x is not None), sorted(typed)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowStats:
+    """What happened to the listed frames while rows were produced."""
+
+    frames_listed: int = 0
+    rows: int = 0
+    objects: int = 0
+    overlay_rows: int = 0
+    empty_rows: int = 0
+    skipped_no_image: int = 0
+    skipped_no_objects: int = 0
+    objects_dropped_by_label_map: int = 0
+    labels_used: set[str] = field(default_factory=set)
+
+
+def image_format(data: bytes, location: str) -> tuple[str, int, int]:
+    """(``"png"`` or ``"jpeg"``, width, height) from the image header, without decoding pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = (image.format or "").lower()
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ExportError(
+            describe(
+                f"the frame image cannot be read ({exc})",
+                file=location,
+                fix="replace the damaged image, or re-export the video",
+            )
+        ) from None
+    if fmt not in ("png", "jpeg"):
+        raise ExportError(
+            describe(
+                "unsupported image format",
+                file=location,
+                expected="PNG or JPEG",
+                found=fmt or "unknown",
+                fix="convert the frames to PNG or JPEG",
+            )
+        )
+    return fmt, width, height
+
+
+def iter_rows(
+    exports: Sequence[Export],
+    labels: Sequence[str],
+    label_map: LabelMap,
+    *,
+    keep_empty: bool = False,
+    stats: RowStats | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Canonical rows of ``exports``, export by export, in ``frame_index`` order.
+
+    A frame becomes a row when it has an image and at least one non-empty object after the label
+    map (``keep_empty`` also keeps frames with an image and no object, as negatives). Lost or
+    occluded objects (empty masks) are left out of ``objects``. ``image`` holds the source bytes.
+    """
+    stats = stats if stats is not None else RowStats()
+    category = {label: i for i, label in enumerate(labels)}
+    for export in exports:
+        video = export.video
+        for position, raw in enumerate(export.raw_frames):
+            stats.frames_listed += 1
+            index = raw["frame_index"]
+            ref = export.images.get(index)
+            if ref is None:
+                stats.skipped_no_image += 1
+                continue
+            frame = export.frames[position]  # rescales this frame's masks, only now
+            objects = []
+            for obj in frame.visible_objects:
+                label = label_map(obj.label)
+                if label is None:
+                    stats.objects_dropped_by_label_map += 1
+                    continue
+                assert obj.mask is not None  # visible objects have a mask
+                objects.append(
+                    {
+                        "track_id": obj.track_id,
+                        "label": label,
+                        "category": category[label],
+                        "bbox": list(obj.bbox),
+                        "area": obj.area,
+                        "segmentation": {
+                            "size": list(obj.mask["size"]),
+                            "counts": obj.mask["counts"],
+                        },
+                    }
+                )
+            if not objects and not keep_empty:
+                stats.skipped_no_objects += 1
+                continue
+            data = ref.read_bytes()
+            _, width, height = image_format(data, ref.location)
+            if (width, height) != (video.width, video.height):
+                raise ExportError(
+                    describe(
+                        "the frame image does not have the video's size, so masks and boxes "
+                        "would not line up",
+                        file=ref.location,
+                        frame_index=index,
+                        expected=f"{video.width} x {video.height}",
+                        found=f"{width} x {height}",
+                        fix="extract the raw frames at the video's full resolution",
+                    )
+                )
+            stats.rows += 1
+            stats.objects += len(objects)
+            stats.overlay_rows += ref.is_overlay
+            stats.empty_rows += not objects
+            stats.labels_used.update(o["label"] for o in objects)
+            yield {
+                "image": {"bytes": data, "path": None},
+                "image_id": image_id(video.video_id, index),
+                "video_id": video.video_id,
+                "frame_index": index,
+                "timestamp_sec": float(frame.timestamp_sec),
+                "width": video.width,
+                "height": video.height,
+                "image_is_overlay": ref.is_overlay,
+                "objects": objects,
+            }
+
+
+def save_image(row: dict[str, Any], images_dir: Path) -> str:
+    """Copy the row's image bytes (not re-encoded) to ``images_dir/<video_id>/frame_<index>.<ext>``
+    and return that path relative to ``images_dir`` (POSIX separators)."""
+    data = row["image"]["bytes"]
+    # iter_rows admitted only PNG and JPEG: the signature tells them apart.
+    suffix = "png" if data.startswith(b"\x89PNG") else "jpg"
+    name = f"{row['video_id']}/frame_{row['frame_index']:06d}.{suffix}"
+    target = images_dir / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return name

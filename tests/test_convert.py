@@ -1,0 +1,468 @@
+"""convert: the canonical HF dataset, LLaVA / ShareGPT / COCO files, on sample_data/ and on
+small crafted exports. Expectations are computed from annotations.json as written, never from
+the converter's own code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sam2_finetune.convert import ConvertOptions, convert, frame_sources
+from sam2_finetune.convert.rows import LabelMap, load_label_map, normalize_label
+from sam2_finetune.errors import DatasetError, ExportError, OptionsError, OutputExistsError
+from sam2_finetune.masks import parse_counts, rle_bbox, rle_decode
+from sam2_finetune.synthetic import TrackSpec, write_export
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+EXPORTS = [SAMPLE / "street_scene.zip", SAMPLE / "kitchen.zip", SAMPLE / "warehouse.zip"]
+STREET_FRAMES = SAMPLE / "street_scene_frames"
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the exports independently of the converter
+# --------------------------------------------------------------------------------------------
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    """Every member of an export ZIP, keyed by its path below the folder of annotations.json."""
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if "__MACOSX" not in n and not n.endswith("/")]
+        (ann,) = [n for n in names if n.endswith("annotations.json")]
+        root = ann[: -len("annotations.json")]
+        return {n[len(root) :]: archive.read(n) for n in names if n.startswith(root)}
+
+
+def _visible(obj: dict) -> bool:
+    return bool(parse_counts(obj["mask_rle"])[1::2].sum())
+
+
+def _expected(path: Path) -> dict:
+    """Per export: video size, rows expected (frames with an image and a visible object), and the
+    visible objects of each such frame as written."""
+    members = _members(path)
+    ann = json.loads(members["annotations.json"])
+    images = {}
+    for name, data in members.items():
+        stem = Path(name).stem
+        if name.lower().endswith((".png", ".jpg")) and stem.startswith("frame_"):
+            images[int(stem.split("_")[1])] = data
+    frames = {}
+    for frame in ann["annotations"]:
+        visible = [o for o in frame["objects"] if _visible(o)]
+        if visible and frame["frame_index"] in images:
+            frames[frame["frame_index"]] = visible
+    return {"video": ann["video"], "frames": frames, "images": images, "all": ann["annotations"]}
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, dict]:
+    return {p.stem: _expected(p) for p in EXPORTS}
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("hf") / "dataset"
+    convert(ConvertOptions(exports=EXPORTS, to="hf", out=out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def hf_rows(hf_dir) -> list[dict]:
+    from datasets import Image, load_from_disk
+
+    return list(load_from_disk(str(hf_dir)).cast_column("image", Image(decode=False)))
+
+
+def _video_of(row: dict) -> str:
+    return row["video_id"].rsplit("-", 1)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# --to hf
+# --------------------------------------------------------------------------------------------
+
+
+def test_hf_rows_are_the_frames_with_an_image_and_a_visible_object(hf_dir, hf_rows, expected):
+    from datasets import load_from_disk
+
+    from sam2_finetune.dataset import load_canonical
+
+    assert len(load_from_disk(str(hf_dir))) == sum(len(e["frames"]) for e in expected.values())
+    assert len(load_canonical(hf_dir)) == len(hf_rows)
+    for name, exp in expected.items():
+        got = sorted(r["frame_index"] for r in hf_rows if _video_of(r) == name)
+        assert got == sorted(exp["frames"])
+    ids = [r["image_id"] for r in hf_rows]
+    assert len(set(ids)) == len(ids)
+    assert all(r["image_id"] == f"{r['video_id']}/{r['frame_index']:06d}" for r in hf_rows)
+    assert len({r["video_id"] for r in hf_rows}) == 3
+    # Nothing but the dataset is left in the folder (no generator cache, no temporary files).
+    assert sorted(p.name for p in hf_dir.iterdir()) == [
+        "data-00000-of-00001.arrow",
+        "dataset_info.json",
+        "state.json",
+    ]
+    assert not list(hf_dir.parent.glob(".dataset*"))
+
+
+def test_hf_labels_are_kept_as_typed_in_a_class_label(hf_dir, hf_rows, expected):
+    from sam2_finetune.dataset import category_names, load_canonical
+
+    typed = {o["label"] for e in expected.values() for objs in e["frames"].values() for o in objs}
+    names = category_names(load_canonical(hf_dir))
+    assert names == sorted(typed)
+    assert "Cup" in names and "cup" in names  # as typed: case variants are not merged by default
+    for row in hf_rows:
+        for obj in row["objects"]:
+            assert names[obj["category"]] == obj["label"]
+
+
+def test_hf_boxes_match_the_export_after_scaling(hf_rows, expected):
+    checked = 0
+    for row in hf_rows:
+        exp = expected[_video_of(row)]
+        sx, sy = exp["video"]["width"] / 256, exp["video"]["height"] / 256
+        written = {o["object_id"]: o for o in exp["frames"][row["frame_index"]]}
+        assert sorted(o["track_id"] for o in row["objects"]) == sorted(written)
+        for obj in row["objects"]:
+            x, y, w, h = written[obj["track_id"]]["bbox"]
+            # Scaled 256-space boxes land between pixels: the image-size box may differ by up to
+            # one source pixel (sx, sy) at each edge, plus rounding.
+            tol = [sx + 0.5, sy + 0.5, 2 * sx + 1, 2 * sy + 1]
+            scaled = [x * sx, y * sy, w * sx, h * sy]
+            assert all(abs(a - b) <= t for a, b, t in zip(obj["bbox"], scaled, tol, strict=True))
+            checked += 1
+    assert checked > 300
+
+
+def test_hf_masks_decode_at_image_size_with_their_area(hf_rows, expected):
+    for row in hf_rows[::3]:
+        exp = expected[_video_of(row)]
+        w, h = exp["video"]["width"], exp["video"]["height"]
+        assert (row["width"], row["height"]) == (w, h)
+        for obj in row["objects"]:
+            seg = obj["segmentation"]
+            assert seg["size"] == [h, w]
+            mask = rle_decode(seg)
+            assert mask.shape == (h, w)
+            assert int(mask.sum()) == obj["area"] > 0
+            # The mask's own box agrees with the scaled export box to within one 256-space
+            # pixel (nearest-neighbour rescaling of a 256 x 256 mask).
+            mx, my, mw, mh = rle_bbox(seg)
+            bx, by, bw, bh = obj["bbox"]
+            assert abs(mx - bx) <= w / 256 + 1 and abs(my - by) <= h / 256 + 1
+            assert abs(mw - bw) <= 2 * w / 256 + 1 and abs(mh - bh) <= 2 * h / 256 + 1
+            # The area is the 256-space area scaled, give or take the edge pixels.
+            written = next(
+                o for o in exp["frames"][row["frame_index"]] if o["object_id"] == obj["track_id"]
+            )
+            assert obj["area"] == pytest.approx(written["area"] * w * h / 65536, rel=0.25)
+
+
+def test_hf_images_are_the_source_bytes_not_reencoded(hf_rows, expected):
+    for row in hf_rows:
+        exp = expected[_video_of(row)]
+        assert row["image"]["bytes"] == exp["images"][row["frame_index"]]
+        assert row["image_is_overlay"] is True
+    formats = {row["image"]["bytes"][:4] for row in hf_rows}
+    assert formats == {b"\x89PNG", b"\xff\xd8\xff\xe0"}  # warehouse.zip has JPEGs
+
+
+def test_raw_frames_replace_the_overlays(tmp_path, expected):
+    from datasets import Image, load_from_disk
+
+    out = tmp_path / "hf"
+    result = convert(
+        ConvertOptions(
+            exports=EXPORTS[:2],
+            frames=[f"street_scene={STREET_FRAMES}"],
+            to="hf",
+            out=out,
+            keep_empty=True,
+        )
+    )
+    rows = list(load_from_disk(str(out)).cast_column("image", Image(decode=False)))
+    street = [r for r in rows if _video_of(r) == "street_scene"]
+    # With raw frames every listed frame has an image: the empty ones become negatives.
+    listed = [f["frame_index"] for f in expected["street_scene"]["all"]]
+    assert [r["frame_index"] for r in street] == listed
+    for row in street:
+        assert row["image_is_overlay"] is False
+        path = STREET_FRAMES / f"frame_{row['frame_index']:06d}.png"
+        assert row["image"]["bytes"] == path.read_bytes()
+    empty = [r for r in street if not r["objects"]]
+    assert len(empty) == result.empty_rows >= 2
+    kitchen = [r for r in rows if _video_of(r) == "kitchen"]
+    assert kitchen and all(r["image_is_overlay"] for r in kitchen)
+    assert any("OVERLAY" in w and "kitchen" in w for w in result.warnings)
+    assert result.overlay_rows == len(kitchen)
+
+
+def test_raw_frames_by_order(tmp_path):
+    result = convert(
+        ConvertOptions(
+            exports=[EXPORTS[0]], frames=[str(STREET_FRAMES)], to="coco", out=tmp_path / "c"
+        )
+    )
+    assert result.overlay_rows == 0 and not result.warnings
+
+
+@pytest.mark.parametrize(
+    "frames, problem",
+    [
+        (["a", "b"], "one source per export"),
+        (["a", "kitchen=b"], "mixes"),
+        (["nothing=b"], "matches 0 exports"),
+    ],
+)
+def test_frames_option_is_checked(frames, problem):
+    with pytest.raises(OptionsError, match=problem):
+        frame_sources(EXPORTS, frames)
+
+
+def test_frames_option_matches_by_path_name_or_stem():
+    assert frame_sources(EXPORTS, None) is None
+    assert frame_sources(EXPORTS, ["warehouse.zip=w", "kitchen=k"]) == [None, "k", "w"]
+    assert frame_sources(EXPORTS, [f"{EXPORTS[0]}=s"]) == ["s", None, None]
+
+
+def test_raw_frames_of_another_size_are_refused(tmp_path):
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for p in STREET_FRAMES.iterdir():
+        Image.open(p).resize((160, 120)).save(frames / p.name)
+    with pytest.raises(ExportError, match=r"320 x 240.*160 x 120"):
+        convert(ConvertOptions(exports=[EXPORTS[0]], frames=[str(frames)], out=tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------------
+
+
+def test_label_map_and_normalization(tmp_path, expected):
+    from datasets import load_from_disk
+
+    label_map = tmp_path / "labels.yaml"
+    label_map.write_text(
+        "# kitchen clean-up\nobject_4: board\n'Cutting Board ': board\nbicycle: null\n"
+        "typo: x\n"
+    )
+    out = tmp_path / "hf"
+    result = convert(
+        ConvertOptions(
+            exports=EXPORTS, to="hf", out=out, label_map=label_map, normalize_labels=True
+        )
+    )
+    names = load_from_disk(str(out)).features["objects"].feature["category"].names
+    assert names == ["board", "bowl", "box", "car", "cup", "forklift", "person"]
+    bicycles = sum(
+        o["label"] == "bicycle" for e in expected.values() for v in e["frames"].values() for o in v
+    )
+    assert result.objects_dropped_by_label_map == bicycles > 0
+    assert result.labels == names
+    assert any("typo" in w for w in result.warnings)
+
+
+def test_label_map_json_and_rules():
+    assert normalize_label("  Red \t Car ") == "red car"
+    assert LabelMap({"Car": "vehicle"})("Car") == "vehicle"
+    assert LabelMap({"Car": "vehicle"})("car") == "car"  # as typed by default
+    assert LabelMap({"car": "vehicle"}, normalize=True)(" CAR") == "vehicle"
+    assert LabelMap({"car": None})("car") is None
+    assert LabelMap({"a": "b", "b": "c"})("a") == "b"  # one hop, not transitive
+
+
+def test_label_map_file_errors_are_all_reported(tmp_path):
+    bad = tmp_path / "map.json"
+    bad.write_text(json.dumps({"car": 3, "": "x", "Cup": "cup", "cup ": "mug"}))
+    with pytest.raises(OptionsError) as info:
+        load_label_map(bad, normalize=True)
+    message = str(info.value)
+    assert "3 problem(s)" in message and "'car'" in message and "'cup '" in message
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(OptionsError, match="flat mapping"):
+        load_label_map(tmp_path / "list.yaml")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(OptionsError, match="not valid"):
+        load_label_map(tmp_path / "broken.json")
+    with pytest.raises(OptionsError, match="cannot read"):
+        load_label_map(tmp_path / "missing.yaml")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"Cup": "cup"}))
+    assert load_label_map(good)("Cup") == "cup"
+
+
+# --------------------------------------------------------------------------------------------
+# --to coco
+# --------------------------------------------------------------------------------------------
+
+
+def test_coco_loads_in_pycocotools_and_matches_the_dataset(tmp_path, hf_rows):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out = tmp_path / "coco"
+    result = convert(ConvertOptions(exports=EXPORTS, to="coco", out=out))
+    assert result.paths["coco"] == out / "instances.json"
+    coco = COCO(str(out / "instances.json"))
+    assert len(coco.imgs) == len(hf_rows) == result.rows
+    assert len(coco.anns) == sum(len(r["objects"]) for r in hf_rows) == result.objects
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == result.labels
+    by_key = {r["image_id"]: r for r in hf_rows}
+    for image in coco.imgs.values():
+        row = by_key[image["image_key"]]
+        data = (out / "images" / image["file_name"]).read_bytes()
+        assert data == row["image"]["bytes"]
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        assert sorted(a["track_id"] for a in anns) == sorted(o["track_id"] for o in row["objects"])
+        for ann in anns[:1]:
+            mask = coco.annToMask(ann)
+            assert mask.shape == (image["height"], image["width"])
+            assert int(mask.sum()) == ann["area"]
+            assert coco.cats[ann["category_id"]]["name"] in result.labels
+    # The ground truth scored against itself is perfect (iscrowd 0: ordinary instances).
+    detections = [{**a, "score": 1.0} for a in coco.dataset["annotations"]]
+    for iou_type in ("bbox", "segm"):
+        evaluation = COCOeval(coco, coco.loadRes(detections), iou_type)
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+        assert evaluation.stats[0] == pytest.approx(1.0)
+
+
+def test_outputs_are_byte_identical_across_runs(tmp_path):
+    def files(folder: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+
+    first = convert(ConvertOptions(exports=EXPORTS, to="coco", out=tmp_path / "a", seed=3))
+    convert(ConvertOptions(exports=EXPORTS, to="coco", out=tmp_path / "b", seed=3))
+    a, b = files(first.out), files(tmp_path / "b")
+    assert a == b and "instances.json" in a and len(a) == first.rows + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Output safety, errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_refuses_a_non_empty_output_without_overwrite(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        convert(ConvertOptions(exports=[EXPORTS[0]], to="coco", out=out))
+    assert (out / "keep.txt").read_text() == "mine"
+    convert(ConvertOptions(exports=[EXPORTS[0]], to="coco", out=out, overwrite=True))
+    assert not (out / "keep.txt").exists() and (out / "instances.json").exists()
+    # An empty folder is fine.
+    (tmp_path / "empty").mkdir()
+    convert(ConvertOptions(exports=[EXPORTS[0]], to="coco", out=tmp_path / "empty"))
+
+
+def _export_with_a_damaged_late_image(tmp_path: Path) -> Path:
+    src = tmp_path / "src.zip"
+    write_export(
+        src,
+        [TrackSpec(1, "car", "rect", (200, 40, 40), (0.3, 0.5), (0.02, 0.0), (0.2, 0.2))],
+        duration_sec=2.0,
+    )
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(broken, "w") as zout:
+        names = zin.namelist()
+        last_image = sorted(n for n in names if n.startswith("images/"))[-1]
+        for name in names:
+            zout.writestr(name, b"not an image" if name == last_image else zin.read(name))
+    return broken
+
+
+@pytest.mark.parametrize("to", ["hf", "coco"])
+def test_a_failure_half_way_leaves_nothing_at_out(tmp_path, to):
+    broken = _export_with_a_damaged_late_image(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="cannot be read"):
+        convert(ConvertOptions(exports=[broken], to=to, out=out))
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.zip", "src.zip"]
+    # An existing good output survives a failed --overwrite run.
+    convert(ConvertOptions(exports=[EXPORTS[0]], to=to, out=out))
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(ExportError):
+        convert(ConvertOptions(exports=[broken], to=to, out=out, overwrite=True))
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_no_qualifying_frame_is_an_error(tmp_path):
+    export = tmp_path / "lost.zip"
+    # The object starts outside the frame and never enters it: every mask is empty.
+    write_export(
+        export,
+        [TrackSpec(1, "car", "rect", (200, 40, 40), (-0.5, 0.5), (0.0, 0.0), (0.1, 0.1))],
+        duration_sec=1.0,
+    )
+    with pytest.raises(DatasetError, match="no frame qualifies"):
+        convert(ConvertOptions(exports=[export], to="hf", out=tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+    result = convert(
+        ConvertOptions(exports=[export], to="coco", out=tmp_path / "o", keep_empty=True)
+    )
+    assert result.rows == result.empty_rows > 0 and result.labels == []
+
+
+def test_options_are_validated():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        ConvertOptions(exports=[], out="x")
+    with pytest.raises(ValidationError):
+        ConvertOptions(exports=["a.zip"], out="x", to="yolo")
+
+
+def test_cli_converts_without_importing_torch_or_touching_the_hf_cache(tmp_path):
+    out = tmp_path / "hf"
+    home = tmp_path / "home"
+    argv = ["convert", str(EXPORTS[0]), "--to", "hf", "--out", str(out)]
+    script = (
+        "import sys\n"
+        "from sam2_finetune.cli import main\n"
+        f"code = main({argv!r})\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
+        f"again = main({argv[:2] + argv[4:]!r})\n"
+        "sys.exit(code * 10 + again)\n"
+    )
+    env = {**os.environ, "HOME": str(home), "HF_HOME": str(home / "hf"), "XDG_CACHE_HOME": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    # First call writes (0), the second refuses the existing output (exit code 2).
+    assert proc.returncode == 2, proc.stderr
+    assert "wrote" in proc.stdout and "already exists" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    from sam2_finetune.dataset import load_canonical
+
+    assert len(load_canonical(out)) > 0
+    assert not (home / "hf").exists() and not (home / ".cache").exists()
+
+
+def test_images_in_the_dataset_decode(hf_dir):
+    from sam2_finetune.dataset import load_canonical
+
+    dataset = load_canonical(hf_dir)
+    image = dataset[0]["image"]
+    assert image.size == (dataset[0]["width"], dataset[0]["height"])
+    assert np.asarray(image).ndim == 3
