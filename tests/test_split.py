@@ -1,0 +1,646 @@
+"""The split stage: reproducibility, the stratification bound, zero leakage, edge cases."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from sam2_finetune.cli import main
+from sam2_finetune.dataset import canonical_features
+from sam2_finetune.errors import DatasetError, OptionsError, OutputExistsError
+from sam2_finetune.split import (
+    MANIFEST_NAME,
+    SPLIT_NAMES,
+    SplitOptions,
+    SplitWarning,
+    check_leakage,
+    split,
+    split_counts,
+    stratify,
+)
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet_progress_bars():
+    datasets.disable_progress_bars()
+    yield
+    datasets.enable_progress_bars()
+
+
+# --------------------------------------------------------------------------------------------
+# Building canonical datasets directly (tiny PNGs, real Arrow files)
+# --------------------------------------------------------------------------------------------
+
+
+def png(key: int) -> bytes:
+    """A distinct 2 x 2 PNG per ``key``."""
+    buffer = io.BytesIO()
+    colour = (key % 256, (key // 256) % 256, (key // 65536) % 256)
+    Image.new("RGB", (2, 2), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def frame(
+    video_id: str,
+    frame_index: int,
+    categories: list[int],
+    labels: list[str],
+    *,
+    fps: float = 30.0,
+    image: bytes | None = None,
+    lost: list[int] = (),
+) -> dict:
+    """One canonical row; ``lost`` adds objects with an empty mask (area 0)."""
+    objects = [
+        {
+            "track_id": k,
+            "label": labels[c],
+            "category": c,
+            "bbox": [0.0, 0.0, 1.0, 1.0],
+            "area": 1,
+            "segmentation": {"size": [2, 2], "counts": "04"},
+        }
+        for k, c in enumerate(categories)
+    ] + [
+        {
+            "track_id": 99,
+            "label": labels[c],
+            "category": c,
+            "bbox": [0.0, 0.0, 0.0, 0.0],
+            "area": 0,
+            "segmentation": {"size": [2, 2], "counts": "4"},
+        }
+        for c in lost
+    ]
+    key = hash((video_id, frame_index)) % (1 << 24)
+    return {
+        "image": {"bytes": image if image is not None else png(key), "path": None},
+        "image_id": f"{video_id}/{frame_index:06d}",
+        "video_id": video_id,
+        "frame_index": frame_index,
+        "timestamp_sec": frame_index / fps,
+        "width": 2,
+        "height": 2,
+        "image_is_overlay": False,
+        "objects": objects,
+    }
+
+
+def save(tmp_path: Path, rows: list[dict], labels: list[str], name: str = "hf") -> Path:
+    path = tmp_path / name
+    features = canonical_features(labels)
+    if rows:
+        datasets.Dataset.from_list(rows, features=features).save_to_disk(str(path))
+    else:  # from_list cannot type an empty list; save_to_disk needs a shard to write
+        empty = datasets.Dataset.from_dict({key: [] for key in features}, features=features)
+        empty.save_to_disk(str(path), num_shards=1)
+    return path
+
+
+def video_rows(
+    video_id: str, n: int, labels: list[str], *, step: int = 6, seed: int = 0, fps: float = 30.0
+) -> list[dict]:
+    """``n`` frames sampled every ``step`` source frames, each class present at random."""
+    rng = random.Random(f"{video_id}-{seed}")
+    rows = []
+    for k in range(n):
+        present = [c for c in range(len(labels)) if rng.random() < 0.25 + 0.5 * (c % 2)]
+        rows.append(frame(video_id, k * step, present, labels, fps=fps))
+    return rows
+
+
+def min_cross_split_distance(out: Path) -> int | None:
+    """Smallest frame distance between two frames of one video in different splits."""
+    loaded = datasets.load_from_disk(str(out))
+    by_video: dict[str, list[tuple[int, str]]] = {}
+    for name in loaded:
+        for video, index in zip(loaded[name]["video_id"], loaded[name]["frame_index"], strict=True):
+            by_video.setdefault(video, []).append((index, name))
+    best = None
+    for frames in by_video.values():
+        for i, (fa, sa) in enumerate(frames):
+            for fb, sb in frames[i + 1 :]:
+                if sa != sb and (best is None or abs(fa - fb) < best):
+                    best = abs(fa - fb)
+    return best
+
+
+LABELS = ["car", "person", "bicycle"]
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ratios, message",
+    [
+        ([0.8, 0.1], "give 3 ratios"),
+        ([0.8, 0.3, -0.1], ">= 0"),
+        ([0.8, 0.1, 0.2], "sum to 1"),
+        ([float("nan"), 0.5, 0.5], ">= 0"),
+    ],
+)
+def test_bad_ratios_are_refused(tmp_path, ratios, message):
+    with pytest.raises(ValueError, match=message):
+        SplitOptions(dataset=tmp_path, out=tmp_path / "out", ratios=ratios)
+
+
+def test_ratios_may_hold_zeros():
+    assert SplitOptions(dataset="a", out="b", ratios=[1, 0, 0]).ratios == [1, 0, 0]
+    assert SplitOptions(dataset="a", out="b", ratios=[0.7, 0.2, 0.1]).ratios == [0.7, 0.2, 0.1]
+
+
+def test_cli_reports_every_bad_option_at_once(capsys):
+    code = main(
+        ["split", "x", "--out", "y", "--ratios", "0.5", "0.6", "0.1", "--gap-seconds", "-1"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "2 invalid option(s)" in err and "sum to 1" in err and "gap_seconds" in err
+
+
+def test_split_counts_fill_every_nonzero_split():
+    assert split_counts(10, [0.8, 0.1, 0.1]) == [8, 1, 1]
+    assert split_counts(5, [0.8, 0.1, 0.1]) == [3, 1, 1]
+    assert split_counts(7, [1, 0, 0]) == [7, 0, 0]
+    assert split_counts(3, [0.5, 0, 0.5]) == [2, 0, 1]
+    assert sum(split_counts(1001, [0.7, 0.2, 0.1])) == 1001
+
+
+# --------------------------------------------------------------------------------------------
+# random: seeded, reproducible, own RNG
+# --------------------------------------------------------------------------------------------
+
+
+def test_random_split_is_reproducible_and_leaves_global_rngs_alone(tmp_path):
+    rows = video_rows("a", 30, LABELS) + video_rows("b", 30, LABELS)
+    data = save(tmp_path, rows, LABELS)
+    random.seed(1)
+    np.random.seed(1)
+    before = (random.getstate(), np.random.get_state()[1].copy())
+    with pytest.warns(SplitWarning):
+        first = split(SplitOptions(dataset=data, out=tmp_path / "r1", strategy="random", seed=7))
+    assert random.getstate() == before[0]
+    assert (np.random.get_state()[1] == before[1]).all()
+    random.seed(2)  # a different global state must not change the split
+    np.random.seed(2)
+    with pytest.warns(SplitWarning):
+        second = split(SplitOptions(dataset=data, out=tmp_path / "r2", strategy="random", seed=7))
+        other = split(SplitOptions(dataset=data, out=tmp_path / "r3", strategy="random", seed=8))
+    one = (tmp_path / "r1" / MANIFEST_NAME).read_bytes()
+    assert one == (tmp_path / "r2" / MANIFEST_NAME).read_bytes()
+    assert one != (tmp_path / "r3" / MANIFEST_NAME).read_bytes()
+    assert first.sizes == second.sizes == other.sizes == {"train": 48, "validation": 6, "test": 6}
+    # The saved splits hold exactly the manifest's ids, and together every frame once.
+    loaded = datasets.load_from_disk(str(tmp_path / "r1"))
+    ids = []
+    for name in SPLIT_NAMES:
+        assert sorted(loaded[name]["image_id"]) == first.manifest["splits"][name]["image_ids"]
+        ids += loaded[name]["image_id"]
+    assert sorted(ids) == sorted(r["image_id"] for r in rows)
+    # Frame-level splits of video data leak: the manifest says so and a warning tells why.
+    assert first.leakage.near_pairs > 0
+    assert any("--strategy temporal" in w for w in first.warnings)
+
+
+def test_manifest_bytes_do_not_depend_on_the_output_path(tmp_path):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    split(SplitOptions(dataset=data, out=tmp_path / "x" / "one"))
+    split(SplitOptions(dataset=data, out=tmp_path / "elsewhere"))
+    first = (tmp_path / "x" / "one" / MANIFEST_NAME).read_text()
+    assert first == (tmp_path / "elsewhere" / MANIFEST_NAME).read_text()
+    manifest = json.loads(first)
+    assert list(manifest) == sorted(manifest)  # sorted keys
+    assert manifest["seed"] == 42 and manifest["strategy"] == "temporal"
+
+
+# --------------------------------------------------------------------------------------------
+# stratified: the 5-point bound on multi-label frames
+# --------------------------------------------------------------------------------------------
+
+
+def multilabel_frames(n: int, n_classes: int, rng: random.Random) -> list[list[int]]:
+    """Frames with several labels each, with correlated and nested labels."""
+    rates = [rng.choice([0.04, 0.08, 0.15, 0.3, 0.6, 0.9]) for _ in range(n_classes)]
+    frames = []
+    for _ in range(n):
+        present = {c for c in range(n_classes) if rng.random() < rates[c]}
+        if 0 in present and n_classes > 1:
+            present.add(1)  # class 1 always comes with class 0
+        frames.append(sorted(present))
+    return frames
+
+
+def test_stratified_bound_on_a_generated_multilabel_set(tmp_path):
+    labels = [f"class_{c}" for c in range(7)]
+    rng = random.Random(3)
+    frames = multilabel_frames(400, len(labels), rng)
+    rows = [frame(f"v{k % 8}", 6 * (k // 8), present, labels) for k, present in enumerate(frames)]
+    data = save(tmp_path, rows, labels)
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s", strategy="stratified"))
+    distribution = result.manifest["class_distribution"]
+    loaded = datasets.load_from_disk(str(tmp_path / "s"))
+    checked = 0
+    for c, name in enumerate(labels):
+        total = sum(1 for present in frames if c in present)
+        entry = distribution[name]
+        assert entry["frames"] == total
+        for s, split_name in enumerate(SPLIT_NAMES):
+            # The manifest's figures are the saved data's figures.
+            actual = sum(
+                1
+                for objects in loaded[split_name]["objects"]
+                if any(o["category"] == c for o in objects)
+            )
+            assert entry["splits"][split_name]["frames"] == actual
+            if total >= 20:
+                assert abs(actual / total - [0.8, 0.1, 0.1][s]) <= 0.05 + 1e-9, (name, split_name)
+        if total >= 20:
+            checked += 1
+            assert entry["max_deviation_pp"] <= 5.0 + 1e-6
+    assert checked >= 4
+    assert result.sizes == {"train": 320, "validation": 40, "test": 40}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(20, 300),
+    n_classes=st.integers(1, 8),
+    seed=st.integers(0, 10_000),
+    ratios=st.sampled_from(
+        [[0.8, 0.1, 0.1], [0.7, 0.2, 0.1], [0.6, 0.2, 0.2], [0.9, 0.1, 0.0], [0.5, 0.0, 0.5]]
+    ),
+)
+def test_stratify_keeps_every_class_with_20_frames_within_5_points(n, n_classes, seed, ratios):
+    frames = multilabel_frames(n, n_classes, random.Random(seed))
+    assign = np.array(stratify([frozenset(f) for f in frames], ratios, seed=seed))
+    assert np.bincount(assign, minlength=3).tolist() == split_counts(n, ratios)
+    for c in range(n_classes):
+        has = np.array([c in f for f in frames])
+        if has.sum() >= 20:
+            for s in range(3):
+                assert abs((assign[has] == s).mean() - ratios[s]) <= 0.05 + 1e-9
+
+
+def test_stratify_is_seeded():
+    frames = [frozenset(f) for f in multilabel_frames(200, 5, random.Random(0))]
+    assert stratify(frames, [0.8, 0.1, 0.1], seed=1) == stratify(frames, [0.8, 0.1, 0.1], seed=1)
+    assert stratify(frames, [0.8, 0.1, 0.1], seed=1) != stratify(frames, [0.8, 0.1, 0.1], seed=2)
+
+
+def test_rare_classes_warn_and_do_not_crash(tmp_path):
+    labels = ["common", "rare", "absent"]
+    rows = [frame("v", 6 * k, [0] + ([1] if k < 3 else []), labels) for k in range(60)]
+    data = save(tmp_path, rows, labels)
+    with pytest.warns(SplitWarning, match=r"fewer than 20 frames.*'rare' \(3 frame"):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s", strategy="stratified"))
+    rare = result.manifest["class_distribution"]["rare"]
+    assert rare["rare"] is True and rare["frames"] == 3
+    # Three frames cannot cover three splits at 80/10/10 exactly; they are spread, not lost.
+    assert sum(rare["splits"][s]["frames"] for s in SPLIT_NAMES) == 3
+    assert result.manifest["class_distribution"]["absent"]["frames"] == 0
+    assert not result.manifest["class_distribution"]["absent"]["rare"]
+
+
+def test_lost_objects_do_not_count_as_present(tmp_path):
+    labels = ["car", "ghost"]
+    rows = [frame("v", 6 * k, [0], labels, lost=[1]) for k in range(30)]
+    data = save(tmp_path, rows, labels)
+    result = split(SplitOptions(dataset=data, out=tmp_path / "s", strategy="stratified"))
+    assert result.manifest["class_distribution"]["ghost"]["frames"] == 0
+    assert result.manifest["class_distribution"]["car"]["frames"] == 30
+
+
+def test_one_class_stratified(tmp_path):
+    rows = [frame(f"v{k % 3}", 6 * k, [0], ["only"]) for k in range(50)]
+    data = save(tmp_path, rows, ["only"])
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s", strategy="stratified"))
+    assert result.sizes == {"train": 40, "validation": 5, "test": 5}
+    assert result.manifest["class_distribution"]["only"]["max_deviation_pp"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# temporal: whole videos, or time blocks with a gap
+# --------------------------------------------------------------------------------------------
+
+
+def test_single_video_is_cut_into_blocks_with_a_one_second_gap(tmp_path):
+    data = save(tmp_path, video_rows("solo", 60, LABELS), LABELS)
+    with pytest.warns(SplitWarning, match="time blocks"):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s"))
+    assert result.temporal_unit == "block"
+    assert result.manifest["temporal_unit"] == "block"
+    assert result.leakage.ok and result.leakage.near_pairs == 0
+    assert check_leakage(tmp_path / "s").ok
+    # 30 fps from the timestamps: frames of different splits are at least 30 indices apart.
+    assert result.manifest["gap"]["videos"]["solo"] == {
+        "fps": 30.0,
+        "fps_from": "timestamps",
+        "frames": 30,
+    }
+    assert min_cross_split_distance(tmp_path / "s") >= 30
+    # Frames every 6 indices: 4 frames fall in each of the two 30-index gaps, taken from train.
+    assert result.dropped == 8 and len(result.manifest["dropped"]["gap"]) == 8
+    assert result.sizes["validation"] >= 5 and result.sizes["test"] >= 5
+    assert sum(result.sizes.values()) + result.dropped == 60
+    # Each split is one contiguous block of the video.
+    loaded = datasets.load_from_disk(str(tmp_path / "s"))
+    spans = sorted(
+        (min(loaded[n]["frame_index"]), max(loaded[n]["frame_index"]), n) for n in SPLIT_NAMES
+    )
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
+    assert spans[1][2] == "train"  # the big split sits in the middle and alone gives up frames
+
+
+@pytest.mark.parametrize(
+    "options, gap",
+    [({"gap_seconds": 2.0}, 60), ({"gap_frames": 12}, 12), ({"fps": 10.0}, 10)],
+)
+def test_gap_is_configurable(tmp_path, options, gap):
+    data = save(tmp_path, video_rows("solo", 60, LABELS), LABELS)
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s", **options))
+    assert result.manifest["gap"]["videos"]["solo"]["frames"] == gap
+    assert min_cross_split_distance(tmp_path / "s") >= gap
+    assert check_leakage(tmp_path / "s", **options).ok
+
+
+def test_frame_rate_is_inferred_from_frame_index_and_timestamps(tmp_path):
+    rows = video_rows("pal", 60, LABELS, step=5, fps=25.0)
+    data = save(tmp_path, rows, LABELS)
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s"))
+    assert result.manifest["gap"]["videos"]["pal"]["fps"] == 25.0
+    assert result.manifest["gap"]["videos"]["pal"]["frames"] == 25
+    assert min_cross_split_distance(tmp_path / "s") >= 25
+
+
+def test_many_videos_go_whole_to_one_split(tmp_path):
+    rows = [r for v in range(20) for r in video_rows(f"vid{v:02d}", 10, LABELS, seed=v)]
+    data = save(tmp_path, rows, LABELS)
+    result = split(SplitOptions(dataset=data, out=tmp_path / "s"))
+    assert result.temporal_unit == "video" and result.dropped == 0
+    assert result.sizes == {"train": 160, "validation": 20, "test": 20}
+    videos = [set(result.manifest["splits"][n]["videos"]) for n in SPLIT_NAMES]
+    assert (
+        not (videos[0] & videos[1]) and not (videos[0] & videos[2]) and not (videos[1] & videos[2])
+    )
+    assert sum(len(v) for v in videos) == 20
+    assert result.leakage.ok
+    assert not result.warnings
+
+
+def test_uneven_videos_balance_sizes_and_fall_back_to_blocks_when_they_cannot(tmp_path):
+    sizes = [40, 35, 30, 12, 10, 9, 8, 6, 5, 5]
+    rows = [r for v, n in enumerate(sizes) for r in video_rows(f"v{v}", n, LABELS, seed=v)]
+    data = save(tmp_path, rows, LABELS)
+    result = split(SplitOptions(dataset=data, out=tmp_path / "s"))
+    assert result.temporal_unit == "video"
+    for name, ratio in zip(SPLIT_NAMES, [0.8, 0.1, 0.1], strict=True):
+        assert abs(result.manifest["splits"][name]["share"] - ratio) <= 0.05
+    # Three videos cannot make 80/10/10 with whole videos: blocks, still leak-free.
+    few = save(tmp_path, rows[: sum(sizes[:3])], LABELS, name="few")
+    with pytest.warns(SplitWarning, match="points off the ratios"):
+        blocks = split(SplitOptions(dataset=few, out=tmp_path / "b"))
+    assert blocks.temporal_unit == "block" and blocks.leakage.ok
+    # ... unless whole videos are asked for.
+    with pytest.warns(SplitWarning, match="whole-video split"):
+        whole = split(SplitOptions(dataset=few, out=tmp_path / "w", temporal_unit="video"))
+    assert whole.temporal_unit == "video" and whole.dropped == 0
+    assert all(len(whole.manifest["splits"][n]["videos"]) == 1 for n in SPLIT_NAMES)
+
+
+def test_whole_videos_cannot_fill_more_splits_than_there_are_videos(tmp_path):
+    data = save(tmp_path, video_rows("a", 20, LABELS) + video_rows("b", 20, LABELS), LABELS)
+    with pytest.raises(DatasetError, match="cannot fill 3 non-empty splits"):
+        split(SplitOptions(dataset=data, out=tmp_path / "s", temporal_unit="video"))
+    assert not (tmp_path / "s").exists()
+
+
+def test_ratios_with_zeros(tmp_path):
+    data = save(tmp_path, video_rows("solo", 40, LABELS), LABELS)
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s", ratios=[0.9, 0.1, 0]))
+    assert result.sizes["test"] == 0 and result.sizes["validation"] >= 4
+    assert result.dropped == 4  # one boundary only
+    loaded = datasets.load_from_disk(str(tmp_path / "s"))  # an empty split saves and loads
+    assert len(loaded["test"]) == 0 and loaded["test"].features == loaded["train"].features
+    everything = split(
+        SplitOptions(dataset=data, out=tmp_path / "all", ratios=[1, 0, 0], strategy="random")
+    )
+    assert everything.sizes == {"train": 40, "validation": 0, "test": 0}
+    assert everything.leakage.ok
+
+
+def test_too_few_frames_is_a_clear_error(tmp_path):
+    data = save(tmp_path, video_rows("tiny", 2, LABELS), LABELS)
+    with pytest.raises(DatasetError, match=r"2 frame.*cannot fill 3 non-empty splits.*ratio"):
+        split(SplitOptions(dataset=data, out=tmp_path / "s"))
+    with pytest.warns(SplitWarning, match="tiny dataset"):
+        result = split(
+            SplitOptions(dataset=data, out=tmp_path / "r", ratios=[0.5, 0.5, 0], strategy="random")
+        )
+    assert result.sizes == {"train": 1, "validation": 1, "test": 0}
+    # Temporally, two frames 6 indices apart cannot sit in two splits 30 apart: one goes.
+    with pytest.warns(SplitWarning, match="split is empty although its ratio is 0.5"):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "t", ratios=[0.5, 0.5, 0]))
+    assert result.dropped == 1 and result.leakage.ok
+
+
+def test_empty_dataset_and_repeated_ids_are_refused(tmp_path):
+    empty = save(tmp_path, [], LABELS, name="empty")
+    with pytest.raises(DatasetError, match="no frames"):
+        split(SplitOptions(dataset=empty, out=tmp_path / "s"))
+    twice = save(tmp_path, video_rows("a", 5, LABELS) * 2, LABELS, name="twice")
+    with pytest.raises(DatasetError, match="image ids repeat"):
+        split(SplitOptions(dataset=twice, out=tmp_path / "s"))
+
+
+def test_output_rules(tmp_path):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    with pytest.raises(OptionsError, match="is the input dataset"):
+        split(SplitOptions(dataset=data, out=data, overwrite=True))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("x")
+    with pytest.raises(OutputExistsError):
+        split(SplitOptions(dataset=data, out=tmp_path / "busy"))
+    assert (tmp_path / "busy" / "keep.txt").exists()
+    with pytest.warns(SplitWarning):
+        split(SplitOptions(dataset=data, out=tmp_path / "busy", overwrite=True))
+    assert (tmp_path / "busy" / MANIFEST_NAME).exists()
+    assert not (tmp_path / "busy" / "keep.txt").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Identical images and the leakage checker
+# --------------------------------------------------------------------------------------------
+
+
+def test_identical_images_never_straddle_a_split(tmp_path):
+    # The same export added twice under two names: same images, different video ids.
+    rows = []
+    for v in range(12):
+        rows += video_rows(f"v{v:02d}", 10, LABELS, seed=v)
+    copy = [dict(r, video_id="copy", image_id="copy/" + r["image_id"][4:]) for r in rows[:10]]
+    data = save(tmp_path, rows + copy, LABELS)
+    result = split(SplitOptions(dataset=data, out=tmp_path / "videos"))
+    assert result.temporal_unit == "video"
+    assert result.dropped == 0  # grouped with its twin, not dropped
+    home = [n for n in SPLIT_NAMES if "copy" in result.manifest["splits"][n]["videos"]]
+    assert home and "v00" in result.manifest["splits"][home[0]]["videos"]
+    with pytest.warns(SplitWarning):
+        shuffled = split(SplitOptions(dataset=data, out=tmp_path / "random", strategy="random"))
+    assert shuffled.leakage.identical_images == 0
+    assert shuffled.manifest["dropped"]["identical_image"]  # the copies in other splits went
+    assert check_leakage(tmp_path / "random", gap_frames=0).identical_images == 0
+
+
+def test_leakage_checker_finds_near_frames_and_identical_images(tmp_path):
+    features = canonical_features(LABELS)
+    same = png(123456)
+    train = [frame("a", 0, [0], LABELS), frame("a", 6, [0], LABELS), frame("b", 0, [1], LABELS)]
+    validation = [frame("a", 24, [0], LABELS), frame("c", 0, [1], LABELS, image=same)]
+    test = [frame("a", 90, [0], LABELS), frame("d", 500, [2], LABELS, image=same)]
+    parts = datasets.DatasetDict(
+        {
+            name: datasets.Dataset.from_list(rows, features=features)
+            for name, rows in (("train", train), ("validation", validation), ("test", test))
+        }
+    )
+    report = check_leakage(parts)  # 1 s at 30 fps: a/000024 is 18 and 24 from train frames
+    assert report.near_pairs == 2
+    assert report.identical_images == 1
+    assert report.identical_examples == [{"copies": ["test:d/000500", "validation:c/000000"]}]
+    assert {e["b"]["image_id"] for e in report.near_examples} == {"a/000024"}
+    assert not report.ok and "LEAKAGE" in report.summary()
+    assert check_leakage(parts, gap_frames=19).near_pairs == 1
+    assert check_leakage(parts, gap_seconds=0).near_pairs == 0
+    parts.save_to_disk(str(tmp_path / "leaky"))
+    assert check_leakage(tmp_path / "leaky").near_pairs == 2
+    assert main(["leakage", str(tmp_path / "leaky")]) == 1
+    assert main(["leakage", str(tmp_path / "leaky"), "--gap-seconds", "0"]) == 1  # identical
+    single = save(tmp_path, train, LABELS, name="single")
+    with pytest.raises(DatasetError, match="no splits to compare"):
+        check_leakage(single)
+
+
+# --------------------------------------------------------------------------------------------
+# --keep-test
+# --------------------------------------------------------------------------------------------
+
+
+def test_keep_test_keeps_the_test_set_and_resplits_the_rest(tmp_path):
+    rows = [r for v in range(10) for r in video_rows(f"v{v}", 10, LABELS, seed=v)]
+    data = save(tmp_path, rows, LABELS)
+    first = split(SplitOptions(dataset=data, out=tmp_path / "one", strategy="random", seed=1))
+    more = rows + video_rows("new", 30, LABELS)
+    gone = first.manifest["splits"]["test"]["image_ids"][0]
+    grown = save(tmp_path, [r for r in more if r["image_id"] != gone], LABELS, name="grown")
+    with pytest.warns(SplitWarning, match="not in this dataset"):
+        second = split(
+            SplitOptions(
+                dataset=grown,
+                out=tmp_path / "two",
+                strategy="random",
+                seed=5,
+                keep_test=tmp_path / "one",
+            )
+        )
+    kept = set(first.manifest["splits"]["test"]["image_ids"]) - {gone}
+    assert set(second.manifest["splits"]["test"]["image_ids"]) == kept
+    assert second.manifest["keep_test"] == {"frames": len(kept), "missing_from_dataset": [gone]}
+    rest = len(more) - 1 - len(kept)
+    assert second.sizes["train"] + second.sizes["validation"] == rest
+    assert second.sizes["validation"] == split_counts(rest, [8 / 9, 1 / 9, 0])[1]
+
+
+def test_keep_test_with_temporal_drops_frames_near_the_kept_test_set(tmp_path):
+    data = save(tmp_path, video_rows("solo", 60, LABELS), LABELS)
+    with pytest.warns(SplitWarning):
+        first = split(SplitOptions(dataset=data, out=tmp_path / "one", strategy="random"))
+    with pytest.warns(SplitWarning):
+        second = split(
+            SplitOptions(
+                dataset=data, out=tmp_path / "two", keep_test=tmp_path / "one" / MANIFEST_NAME
+            )
+        )
+    test_ids = first.manifest["splits"]["test"]["image_ids"]
+    assert second.manifest["splits"]["test"]["image_ids"] == test_ids
+    assert second.leakage.ok  # frames within 1 s of a kept test frame were dropped
+    assert min_cross_split_distance(tmp_path / "two") >= 30
+
+
+def test_keep_test_needs_a_manifest(tmp_path):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    with pytest.raises(DatasetError, match="no split manifest"):
+        split(SplitOptions(dataset=data, out=tmp_path / "s", keep_test=tmp_path))
+    (tmp_path / "bad.json").write_text('{"splits": {}}')
+    with pytest.raises(DatasetError, match="not a split manifest"):
+        split(SplitOptions(dataset=data, out=tmp_path / "s", keep_test=tmp_path / "bad.json"))
+
+
+# --------------------------------------------------------------------------------------------
+# CLI, imports, and the sample data through convert
+# --------------------------------------------------------------------------------------------
+
+
+def test_cli_split_and_leakage(tmp_path, capsys):
+    rows = [r for v in range(10) for r in video_rows(f"v{v}", 10, LABELS, seed=v)]
+    data = save(tmp_path, rows, LABELS)
+    out = tmp_path / "s"
+    assert main(["split", str(data), "--out", str(out), "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "split: temporal (videos), seed 3" in printed and "no leakage" in printed
+    assert main(["leakage", str(out)]) == 0
+    assert "no leakage" in capsys.readouterr().out
+    assert main(["leakage", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["split", str(data), "--out", str(out)]) == 2  # exists, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_split_does_not_import_torch(tmp_path):
+    data = save(tmp_path, video_rows("a", 30, LABELS), LABELS)
+    code = (
+        "import sys\n"
+        "from sam2_finetune.cli import main\n"
+        f"main(['split', {str(data)!r}, '--out', {str(tmp_path / 's')!r}])\n"
+        "loaded = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "sys.exit(3 if loaded else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_sample_data_temporal_split_has_zero_leakage(tmp_path):
+    convert = pytest.importorskip("sam2_finetune.convert")
+    exports = sorted(SAMPLE_DATA.glob("*.zip"))
+    assert len(exports) >= 2
+    hf = tmp_path / "hf"
+    convert.convert(convert.ConvertOptions(exports=exports, to="hf", out=hf))
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=hf, out=tmp_path / "split"))
+    assert result.leakage.ok
+    assert all(result.sizes[name] > 0 for name in SPLIT_NAMES)
+    report = check_leakage(tmp_path / "split")
+    assert report.ok and report.near_pairs == 0 and report.identical_images == 0
+    assert min_cross_split_distance(tmp_path / "split") >= 30
