@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.split:split_command",
         "Split a dataset into train/validation/test without leakage.",
     ),
+    "leakage": (
+        "sam2_finetune.split:leakage_command",
+        "Check a split dataset for near frames or identical images across splits.",
+    ),
     "models": (
         "sam2_finetune.models.registry:models_command",
         "List supported model families with memory estimates.",
