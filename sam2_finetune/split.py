@@ -34,7 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -73,38 +73,43 @@ class SplitWarning(UserWarning):
 # --------------------------------------------------------------------------------------------
 
 
-class GapOptions(BaseModel):
-    """How close two frames of one video may be before they count as near-duplicates."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gap_seconds: float = Field(
-        1.0,
+# The gap options, declared once for `split` and `leakage`.
+GapSeconds = Annotated[
+    float,
+    Field(
         ge=0,
-        description="Frames of one video closer than this (in source-video time) never go to "
-        "different splits.",
-    )
-    gap_frames: int | None = Field(
-        None,
+        description="Frames of one video closer than this (source-video time) are near-"
+        "duplicates: split never puts them in different splits, leakage reports them.",
+    ),
+]
+GapFrames = Annotated[
+    int | None,
+    Field(
         ge=0,
         description="The gap in source frame indices, for every video; replaces gap_seconds "
         "and fps.",
-    )
-    fps: float | None = Field(
-        None,
+    ),
+]
+Fps = Annotated[
+    float | None,
+    Field(
         gt=0,
-        description="Source frame rate used to turn gap_seconds into frame indices; default: "
+        description="Source frame rate that turns gap_seconds into frame indices; default: "
         "inferred per video from frame_index / timestamp_sec (30 when timestamps say nothing).",
-    )
+    ),
+]
 
 
-class SplitOptions(GapOptions):
+class SplitOptions(BaseModel):
     """Split a canonical dataset into train / validation / test without leakage.
 
     Writes a DatasetDict (save_to_disk) and split_manifest.json to OUT. Strategies: temporal
     (whole videos, or time blocks with a gap when there are too few videos), stratified
-    (multi-label, on label presence), random. Same options and data give identical bytes.
+    (multi-label, on label presence), random. The same data and options give the same manifest,
+    byte for byte.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     dataset: Path = Field(
         description="Canonical dataset folder (`sam2-finetune convert --to hf` output).",
@@ -134,6 +139,9 @@ class SplitOptions(GapOptions):
         description="A previous split_manifest.json (or its folder): keep its test frames as "
         "the test set and split the rest into train and validation.",
     )
+    gap_seconds: GapSeconds = 1.0
+    gap_frames: GapFrames = None
+    fps: Fps = None
     overwrite: bool = Field(False, description="Replace OUT if it already holds something.")
 
     @field_validator("ratios")
@@ -154,17 +162,22 @@ class SplitOptions(GapOptions):
         return ratios
 
 
-class LeakageOptions(GapOptions):
+class LeakageOptions(BaseModel):
     """Check a split dataset for leakage between its splits.
 
     Reports frames of one video that are closer than the gap but in different splits, and
     identical images (same bytes) in different splits. Exit status 1 when any is found.
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     dataset: Path = Field(
         description="A split dataset folder (DatasetDict, e.g. `sam2-finetune split` output).",
         json_schema_extra={"positional": True},
     )
+    gap_seconds: GapSeconds = 1.0
+    gap_frames: GapFrames = None
+    fps: Fps = None
     json_output: bool = Field(False, alias="json", description="Print the report as JSON.")
 
 
@@ -329,7 +342,9 @@ def _rows_by_video(rows: _Rows, members: Sequence[int] | None = None) -> dict[st
     }
 
 
-def _video_gaps(rows: _Rows, gap: GapOptions) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+def _video_gaps(
+    rows: _Rows, gap_seconds: float, gap_frames: int | None, fps: float | None
+) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
     """The gap in source frame indices per video, and how each was obtained (for the manifest).
 
     Frame indices are exact; timestamps are frame_index / the fps the export claims. The rate is
@@ -339,23 +354,23 @@ def _video_gaps(rows: _Rows, gap: GapOptions) -> tuple[dict[str, int], dict[str,
     gaps: dict[str, int] = {}
     info: dict[str, dict[str, Any]] = {}
     for video, idx in _rows_by_video(rows).items():
-        if gap.gap_frames is not None:
-            gaps[video] = gap.gap_frames
-            info[video] = {"fps": None, "fps_from": "gap_frames option", "frames": gap.gap_frames}
+        if gap_frames is not None:
+            gaps[video] = gap_frames
+            info[video] = {"fps": None, "fps_from": "gap_frames option", "frames": gap_frames}
             continue
-        if gap.fps is not None:
-            fps, source = gap.fps, "fps option"
+        if fps is not None:
+            rate, source = fps, "fps option"
         else:
             df = np.diff(rows.frame_index[idx]).astype(float)
             dt = np.diff(rows.timestamp[idx])
             ok = (df > 0) & (dt > 0)
             if ok.any():
-                fps, source = float(np.median(df[ok] / dt[ok])), "timestamps"
+                rate, source = float(np.median(df[ok] / dt[ok])), "timestamps"
             else:
-                fps, source = ASSUMED_FPS, "assumed (timestamps give no rate)"
-        frames = math.ceil(gap.gap_seconds * fps - 1e-9)
+                rate, source = ASSUMED_FPS, "assumed (timestamps give no rate)"
+        frames = math.ceil(gap_seconds * rate - 1e-9)
         gaps[video] = frames
-        info[video] = {"fps": round(fps, 6), "fps_from": source, "frames": frames}
+        info[video] = {"fps": round(rate, 6), "fps_from": source, "frames": frames}
     return gaps, info
 
 
@@ -459,8 +474,7 @@ def check_leakage(
     parts = [(name, _read_rows(source[name], names)) for name in source]
     rows = _concat_rows([r for _, r in parts], names)
     assign = np.concatenate([np.full(len(r), s, dtype=int) for s, (_, r) in enumerate(parts)])
-    gap = GapOptions(gap_seconds=gap_seconds, gap_frames=gap_frames, fps=fps)
-    gaps, _ = _video_gaps(rows, gap)
+    gaps, _ = _video_gaps(rows, gap_seconds, gap_frames, fps)
     return _leakage(rows, assign, gaps, gap_seconds, [name for name, _ in parts])
 
 
@@ -1086,7 +1100,7 @@ def split(options: SplitOptions) -> SplitResult:
     rows = _read_rows(dataset, category_names(dataset))
     _check_rows(rows, options.dataset)
     notes: list[str] = []
-    gaps, gap_info = _video_gaps(rows, options)
+    gaps, gap_info = _video_gaps(rows, options.gap_seconds, options.gap_frames, options.fps)
     rng = random.Random(options.seed)
     n = len(rows)
     assign = np.full(n, -1, dtype=int)
