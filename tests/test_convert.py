@@ -256,8 +256,7 @@ def test_label_map_and_normalization(tmp_path, expected):
 
     label_map = tmp_path / "labels.yaml"
     label_map.write_text(
-        "# kitchen clean-up\nobject_4: board\n'Cutting Board ': board\nbicycle: null\n"
-        "typo: x\n"
+        "# kitchen clean-up\nobject_4: board\n'Cutting Board ': board\nbicycle: null\ntypo: x\n"
     )
     out = tmp_path / "hf"
     result = convert(
@@ -433,6 +432,7 @@ def test_options_are_validated():
         ConvertOptions(exports=["a.zip"], out="x", to="yolo")
 
 
+@pytest.mark.slow  # a fresh interpreter importing datasets: about 5 s on a busy machine
 def test_cli_converts_without_importing_torch_or_touching_the_hf_cache(tmp_path):
     out = tmp_path / "hf"
     home = tmp_path / "home"
@@ -466,3 +466,193 @@ def test_images_in_the_dataset_decode(hf_dir):
     image = dataset[0]["image"]
     assert image.size == (dataset[0]["width"], dataset[0]["height"])
     assert np.asarray(image).ndim == 3
+
+
+# --------------------------------------------------------------------------------------------
+# --to llava / --to sharegpt
+# --------------------------------------------------------------------------------------------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    out = tmp_path_factory.mktemp("llava") / "llava"
+    result = convert(
+        ConvertOptions(
+            exports=EXPORTS,
+            to="llava",
+            out=out,
+            tasks=["detect=1", "ground=1", "segment=1", "count=1"],
+            examples_per_frame=2,
+            seed=7,
+        )
+    )
+    return result
+
+
+def test_llava_records_have_the_shape_llava_loads(llava, hf_rows):
+    out = llava.out
+    records = json.loads((out / "llava.json").read_text(encoding="utf-8"))
+    lines = (out / "llava.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == records
+    assert len(records) == 2 * len(hf_rows) == 2 * llava.rows
+    assert len({r["id"] for r in records}) == len(records)
+    by_key = {r["image_id"]: r for r in hf_rows}
+    for record in records:
+        assert set(record) == {"id", "image", "conversations"}
+        human, gpt = record["conversations"]
+        assert human["from"] == "human" and gpt["from"] == "gpt"
+        assert human["value"].startswith("<image>\n")
+        assert json.dumps(record).count("<image>") == 1
+        assert isinstance(gpt["value"], str) and gpt["value"]
+        row = by_key[record["id"].rsplit("#", 1)[0]]
+        assert (out / record["image"]).read_bytes() == row["image"]["bytes"]
+    tasks = {"Detect", "Find", "Locate", "Segment", "How many", "Count", "Outline", "Trace"}
+    starts = {r["conversations"][0]["value"].split("\n", 1)[1].split(" ")[0] for r in records}
+    assert len(starts & tasks) >= 4  # the mix really mixes
+    assert llava.polygon_fidelity is not None
+    assert llava.polygon_fidelity["objects"] > 0 and llava.polygon_fidelity["mean_iou"] > 0.9
+
+
+def test_llava_detect_answers_parse_back_to_the_canonical_boxes(llava, hf_rows):
+    from sam2_finetune.answer_formats import format_grid, parse_answer
+    from sam2_finetune.tasks import TEMPLATES
+
+    by_key = {r["image_id"]: r for r in hf_rows}
+    checked = 0
+    for record in json.loads((llava.out / "llava.json").read_text(encoding="utf-8")):
+        prompt = record["conversations"][0]["value"].removeprefix("<image>\n")
+        if not prompt.startswith(TEMPLATES["detect"]):
+            continue
+        row = by_key[record["id"].rsplit("#", 1)[0]]
+        wh = (row["width"], row["height"])
+        parsed = parse_answer(record["conversations"][1]["value"], "json", wh)
+        assert parsed.ok, parsed.problems
+        step_x, step_y = format_grid("json", wh).step
+        got = sorted((o.label, *o.bbox) for o in parsed.objects)
+        want = sorted((o["label"], *o["bbox"]) for o in row["objects"])
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g[0] == w[0]
+            tol = 2 * max(step_x, step_y)
+            assert all(abs(a - b) <= tol for a, b in zip(g[1:], w[1:], strict=True))
+        checked += 1
+    assert checked > 10
+
+
+def test_sharegpt_is_llama_factory_multimodal_sharegpt(tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "sg"
+    result = convert(
+        ConvertOptions(
+            exports=EXPORTS[:1],
+            frames=[str(STREET_FRAMES)],
+            to="sharegpt",
+            out=out,
+            dataset_name="street",
+            keep_empty=True,
+        )
+    )
+    info = json.loads((out / "dataset_info.json").read_text())
+    entry = info["street"]
+    assert entry["formatting"] == "sharegpt"
+    assert entry["columns"] == {"messages": "messages", "images": "images"}
+    assert entry["tags"]["user_tag"] == "user" and entry["tags"]["assistant_tag"] == "assistant"
+    records = json.loads((out / entry["file_name"]).read_text(encoding="utf-8"))
+    assert len(records) == result.rows
+    for record in records:
+        user, assistant = record["messages"]
+        assert user["role"] == "user" and assistant["role"] == "assistant"
+        assert user["content"].count("<image>") == len(record["images"]) == 1
+        assert (out / record["images"][0]).is_file()
+    # LLaMA-Factory reads the file with datasets' json loader.
+    loaded = load_dataset(
+        "json", data_files=str(out / entry["file_name"]), cache_dir=str(tmp_path / "cache")
+    )["train"]
+    assert loaded.num_rows == len(records) and set(loaded.column_names) == {"messages", "images"}
+    # Empty frames (kept with raw frames) get the format's empty answer or a negative question.
+    assert result.empty_rows >= 2
+
+
+def test_chat_outputs_are_reproducible(tmp_path):
+    def run(to: str, seed: int, name: str) -> dict[str, bytes]:
+        options = ConvertOptions(
+            exports=EXPORTS[1:], to=to, out=tmp_path / name, seed=seed, examples_per_frame=2
+        )
+        convert(options)
+        return _files(tmp_path / name)
+
+    for to, main_file in (("llava", "llava.json"), ("sharegpt", "sharegpt.json")):
+        a, b = run(to, 1, f"{to}-a"), run(to, 1, f"{to}-b")
+        assert a == b
+        c = run(to, 2, f"{to}-c")
+        assert c[main_file] != a[main_file]
+        # Another seed changes the examples, not the images.
+        images = {k: v for k, v in a.items() if k.startswith("images/")}
+        assert images and images == {k: v for k, v in c.items() if k.startswith("images/")}
+
+
+def test_qwen25_answers_are_in_resized_pixels(tmp_path):
+    from sam2_finetune.answer_formats import parse_answer, qwen_smart_resize
+
+    def first_answer(max_pixels: int) -> tuple[str, tuple[int, int]]:
+        out = tmp_path / f"q{max_pixels}"
+        convert(
+            ConvertOptions(
+                exports=[EXPORTS[2]],
+                to="llava",
+                out=out,
+                answer_format="qwen2_5_vl",
+                tasks=["detect"],
+                qwen_max_pixels=max_pixels,
+            )
+        )
+        record = json.loads((out / "llava.json").read_text())[0]
+        return record["conversations"][1]["value"], (384, 216)
+
+    big, wh = first_answer(28 * 28 * 1280)
+    small, _ = first_answer(28 * 28 * 40)
+    assert big != small
+    for text, max_pixels in ((big, 28 * 28 * 1280), (small, 28 * 28 * 40)):
+        h, w = qwen_smart_resize(wh[1], wh[0], max_pixels=max_pixels)
+        parsed = parse_answer(text, "qwen2_5_vl", wh, resized_wh=(w, h))
+        assert parsed.ok and parsed.objects
+
+
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"answer_format": "yolo"}, "unknown answer format"),
+        ({"tasks": ["detect", "dance"]}, "unknown task 'dance'"),
+        ({"answer_format": "qwen2_vl", "tasks": ["segment"]}, "no polygon syntax"),
+    ],
+)
+def test_chat_options_fail_before_anything_is_written(tmp_path, options, problem):
+    out = tmp_path / "o"
+    with pytest.raises(OptionsError, match=problem):
+        convert(ConvertOptions(exports=[Path("missing.zip")], to="llava", out=out, **options))
+    assert not out.exists()
+
+
+def test_labels_a_format_cannot_write_are_refused(tmp_path):
+    export = tmp_path / "e.zip"
+    write_export(
+        export,
+        [TrackSpec(1, "a;b", "rect", (200, 40, 40), (0.3, 0.5), (0.0, 0.0), (0.2, 0.2))],
+        duration_sec=1.0,
+    )
+    with pytest.raises(OptionsError, match="cannot write"):
+        convert(
+            ConvertOptions(
+                exports=[export], to="llava", out=tmp_path / "o", answer_format="paligemma"
+            )
+        )
+    assert not (tmp_path / "o").exists()

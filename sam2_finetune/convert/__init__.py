@@ -18,10 +18,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sam2_finetune.answer_formats import ANSWER_FORMATS
 from sam2_finetune.convert.rows import (
     LabelMap,
     RowStats,
@@ -66,20 +67,39 @@ class ConvertOptions(BaseModel):
         False, description="Keep frames with an image but no object, as negatives."
     )
     answer_format: str = Field(
-        "generic_json",
-        description="How answers render boxes and masks (llava/sharegpt only).",
+        "json",
+        description="How answers write boxes and polygons (llava/sharegpt): "
+        + ", ".join(ANSWER_FORMATS)
+        + ".",
     )
-    tasks: list[str] = Field(
-        ["detect"], description="Tasks to draw one per frame (llava/sharegpt only)."
+    tasks: list[str] | None = Field(
+        None,
+        description="Task mix (llava/sharegpt), e.g. detect=0.5 ground=0.3 segment=0.1 count=0.1 "
+        "or detect count (equal weights); default: the answer format's default mix.",
     )
-    seed: int = Field(0, description="Seed of the task and template choice (llava/sharegpt).")
+    examples_per_frame: int = Field(
+        1, ge=1, description="Examples per frame, each with its own task (llava/sharegpt)."
+    )
+    negative_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of ground/segment/count examples that ask for a label absent from the "
+        "frame (llava/sharegpt).",
+    )
+    max_polygon_points: int = Field(
+        32, ge=3, description="Most points per polygon of the segment task (llava/sharegpt)."
+    )
+    seed: int = Field(
+        0, description="Seed of the task, label and phrasing choice (llava/sharegpt)."
+    )
     qwen_min_pixels: int = Field(
         56 * 56,
         gt=0,
         description="Qwen2.5-VL processor min_pixels, for the resized size of its answers.",
     )
     qwen_max_pixels: int = Field(
-        28 * 28 * 16384,
+        28 * 28 * 1280,
         gt=0,
         description="Qwen2.5-VL processor max_pixels, for the resized size of its answers.",
     )
@@ -108,7 +128,7 @@ class ConvertResult:
     skipped_no_objects: int
     objects_dropped_by_label_map: int
     seconds: float
-    polygon_fidelity: dict[str, float] | None = None
+    polygon_fidelity: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -159,23 +179,13 @@ def frame_sources(exports: list[Path], frames: list[str] | None) -> list[str | P
 
 
 def _check_chat_options(options: ConvertOptions) -> None:
-    from sam2_finetune.answer_formats import ANSWER_FORMATS
-    from sam2_finetune.tasks import TASKS
+    """Fail before reading anything on a bad answer format or task mix (all problems at once)."""
+    from sam2_finetune.answer_formats import get_format
+    from sam2_finetune.tasks import parse_task_mix
 
-    problems = []
-    if options.answer_format not in ANSWER_FORMATS:
-        problems.append(
-            f"answer_format: {options.answer_format!r} is not one of {sorted(ANSWER_FORMATS)}"
-        )
-    problems += [
-        f"tasks: {t!r} is not one of {sorted(TASKS)}" for t in options.tasks if t not in TASKS
-    ]
-    if problems:
-        raise OptionsError(
-            "sam2-finetune convert: invalid option(s):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-            + "\nFix: correct the options above."
-        )
+    get_format(options.answer_format)
+    if options.tasks:
+        parse_task_mix(options.tasks, answer_format=options.answer_format)
 
 
 def convert(options: ConvertOptions) -> ConvertResult:
@@ -204,6 +214,10 @@ def _convert(
     options: ConvertOptions, exports: list[Export], label_map: LabelMap, started: float
 ) -> ConvertResult:
     labels, typed = dataset_labels(exports, label_map)
+    if options.to in ("llava", "sharegpt"):
+        from sam2_finetune.answer_formats import check_labels
+
+        check_labels(labels, options.answer_format)
     stats = RowStats()
 
     rows = iter_rows(exports, labels, label_map, keep_empty=options.keep_empty, stats=stats)
@@ -283,10 +297,12 @@ def convert_command(options: ConvertOptions) -> int:
     print("  labels: " + ", ".join(result.labels))
     for name, path in result.paths.items():
         print(f"  {name}: {path}")
-    if result.polygon_fidelity:
+    fidelity = result.polygon_fidelity
+    if fidelity and fidelity["objects"]:
         print(
-            "  polygon fidelity: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in result.polygon_fidelity.items())
+            f"  polygon fidelity ({fidelity['objects']} objects, up to {fidelity['max_points']} "
+            f"points): mean IoU {fidelity['mean_iou']:.3f}, min {fidelity['min_iou']:.3f}, "
+            f"{fidelity['below_0_9']} below 0.9"
         )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
