@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from sam2_finetune.cli import main
 from sam2_finetune.dataset import canonical_features
@@ -46,11 +47,12 @@ def _quiet_progress_bars():
 # --------------------------------------------------------------------------------------------
 
 
-def png(key: int) -> bytes:
-    """A distinct 2 x 2 PNG per ``key``."""
+def png(key: str) -> bytes:
+    """A 2 x 2 PNG whose bytes are distinct per ``key`` (carried in a text chunk)."""
     buffer = io.BytesIO()
-    colour = (key % 256, (key // 256) % 256, (key // 65536) % 256)
-    Image.new("RGB", (2, 2), colour).save(buffer, "PNG")
+    info = PngInfo()
+    info.add_text("key", key)
+    Image.new("RGB", (2, 2), (10, 20, 30)).save(buffer, "PNG", pnginfo=info)
     return buffer.getvalue()
 
 
@@ -86,9 +88,11 @@ def frame(
         }
         for c in lost
     ]
-    key = hash((video_id, frame_index)) % (1 << 24)
     return {
-        "image": {"bytes": image if image is not None else png(key), "path": None},
+        "image": {
+            "bytes": image if image is not None else png(f"{video_id}/{frame_index}"),
+            "path": None,
+        },
         "image_id": f"{video_id}/{frame_index:06d}",
         "video_id": video_id,
         "frame_index": frame_index,
@@ -515,7 +519,7 @@ def test_identical_images_never_straddle_a_split(tmp_path):
 
 def test_leakage_checker_finds_near_frames_and_identical_images(tmp_path):
     features = canonical_features(LABELS)
-    same = png(123456)
+    same = png("shared")
     train = [frame("a", 0, [0], LABELS), frame("a", 6, [0], LABELS), frame("b", 0, [1], LABELS)]
     validation = [frame("a", 24, [0], LABELS), frame("c", 0, [1], LABELS, image=same)]
     test = [frame("a", 90, [0], LABELS), frame("d", 500, [2], LABELS, image=same)]
@@ -630,13 +634,13 @@ def test_split_does_not_import_torch(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.slow
 def test_sample_data_temporal_split_has_zero_leakage(tmp_path):
-    convert = pytest.importorskip("sam2_finetune.convert")
+    from sam2_finetune.convert import ConvertOptions, convert
+
     exports = sorted(SAMPLE_DATA.glob("*.zip"))
     assert len(exports) >= 2
     hf = tmp_path / "hf"
-    convert.convert(convert.ConvertOptions(exports=exports, to="hf", out=hf))
+    convert(ConvertOptions(exports=exports, to="hf", out=hf))
     with pytest.warns(SplitWarning):
         result = split(SplitOptions(dataset=hf, out=tmp_path / "split"))
     assert result.leakage.ok
