@@ -270,6 +270,20 @@ def _check_gap(text: str, problems: list[str]) -> None:
         problems.append(f"unexpected text {_short(text.strip())}")
 
 
+def _unwrap(text: str) -> str:
+    """Strip the decoder's markers (``<|im_end|>``, ``</s>``, padding, ...) around the answer."""
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for marker in _WRAPPERS:
+            if text.startswith(marker):
+                text, changed = text[len(marker) :].strip(), True
+            if text.endswith(marker):
+                text, changed = text[: -len(marker)].strip(), True
+    return text
+
+
 def _parse_count(text: str) -> int | None:
     """A stated count: ``3``, ``{"count": 3}``, ``three``, or a short sentence with one number."""
     match = re.fullmatch(r"\{\s*\"count\"\s*:\s*(\d{1,9})\s*\}|(\d{1,9})\.?", text)
@@ -533,11 +547,14 @@ def _parse_paligemma(text: str, grid: Grid, problems: list[str]) -> list[AnswerO
         label = text[match.end() : end]
         if k + 1 < len(matches):
             label = re.sub(r"\s*;\s*$", "", label)
+        elif label.rstrip().endswith(";"):
+            problems.append("answer ends with ';' (truncated)")
+            label = label.rstrip()[:-1]
         # PaliGemma's own segmentation tokens carry a mask we cannot decode: ignore them.
         label = re.sub(r"<seg\d{3}>", "", label)
-        if re.search(r"<loc\d+>", label):
+        if "<loc" in label:
             problems.append(f"incomplete location tokens {_short(label.strip())}")
-            label = re.sub(r"<loc\d+>", "", label)
+            label = re.sub(r"<loc\d*>?", "", label)
         box = _read_box([int(v) for v in match.groups()], grid, problems, order="yxyx")
         if box is not None:
             objects.append(AnswerObject(label.strip(), box))
@@ -696,7 +713,8 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
             "count": "answer en how many instances of {label} are there?",
         },
         prompt_label_separator=" ; ",
-        forbidden_in_labels=("<loc", "<seg", ";"),
+        # A PaliGemma answer ends with a label, so a label may not end like a decoder marker.
+        forbidden_in_labels=("<loc", "<seg", ";", *_WRAPPERS),
     ),
     "florence2": AnswerFormat(
         name="florence2",
@@ -900,10 +918,7 @@ polygons=None)], count=None, ok=True, problems=[])
         return ParsedAnswer([], None, False, [f"expected text, found {type(text).__name__}"])
     problems: list[str] = []
     try:
-        body = text
-        for marker in _WRAPPERS:
-            body = body.replace(marker, "")
-        body = body.strip()
+        body = _unwrap(text)
         if body.lower() in ("", "none", "none."):
             return ParsedAnswer([], None, True, [])
         count = _parse_count(body)

@@ -278,13 +278,15 @@ def parse_task_mix(
                 name, sep, weight = item.partition("=") if "=" in item else item.partition(":")
                 items.append((name.strip(), weight.strip() if sep else 1.0))
     weights: dict[str, float] = {}
+    seen: set[str] = set()
     for name, raw in items:
         if name not in TASKS:
             problems.append(f"unknown task {name!r} (expected one of {', '.join(TASKS)})")
             continue
-        if name in weights:
+        if name in seen:
             problems.append(f"task {name!r} given twice")
             continue
+        seen.add(name)
         try:
             weight = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
