@@ -1,0 +1,299 @@
+import json
+import re
+
+import pytest
+
+from sam2_finetune.answer_formats import ANSWER_FORMATS
+from sam2_finetune.cli import main
+from sam2_finetune.errors import ModelError
+from sam2_finetune.models.registry import (
+    CHECKPOINT_FAMILY,
+    FAMILIES,
+    ImageRule,
+    ModelsOptions,
+    get_checkpoint,
+    get_family,
+    image_tokens,
+    models_table,
+)
+
+# One LM projection and one vision-tower projection per family, as the real modules are named.
+MODULE_NAMES = {
+    "llava": (
+        "model.language_model.layers.3.self_attn.q_proj",
+        "model.vision_tower.vision_model.encoder.layers.3.self_attn.q_proj",
+    ),
+    "qwen2_vl": ("model.language_model.layers.3.mlp.down_proj", "model.visual.blocks.3.attn.qkv"),
+    "qwen2_5_vl": (
+        "model.language_model.layers.3.self_attn.v_proj",
+        "model.visual.blocks.3.mlp.gate_proj",
+    ),
+    "idefics3": (
+        "model.text_model.layers.3.self_attn.o_proj",
+        "model.vision_model.encoder.layers.3.self_attn.q_proj",
+    ),
+    "smolvlm": (
+        "model.text_model.layers.3.mlp.up_proj",
+        "model.vision_model.encoder.layers.3.self_attn.k_proj",
+    ),
+    "paligemma": (
+        "model.language_model.layers.3.mlp.gate_proj",
+        "model.vision_tower.vision_model.encoder.layers.3.self_attn.q_proj",
+    ),
+    "minicpm_v": ("llm.model.layers.3.self_attn.q_proj", "vpm.encoder.layers.3.self_attn.q_proj"),
+    "cogvlm": (
+        "model.layers.3.self_attn.vision_expert_query_key_value",
+        "model.vision.transformer.layers.3.attention.query_key_value",
+    ),
+    "gemma3": (
+        "model.language_model.layers.3.self_attn.k_proj",
+        "model.vision_tower.vision_model.encoder.layers.3.self_attn.k_proj",
+    ),
+}
+
+
+def test_the_table_has_the_families_the_issue_names():
+    assert set(FAMILIES) == {
+        "llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma", "minicpm_v",
+        "cogvlm", "gemma3",
+    }  # fmt: skip
+    for name in (
+        "llava-hf/llava-1.5-7b-hf",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        "HuggingFaceM4/Idefics3-8B-Llama3",
+        "google/paligemma2-3b-pt-224",
+        "openbmb/MiniCPM-V-2_6",
+        "THUDM/cogvlm-chat-hf",
+        "google/gemma-3-4b-it",
+    ):
+        assert name in CHECKPOINT_FAMILY
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_row_is_complete_and_consistent(name):
+    family = FAMILIES[name]
+    assert family.name == name
+    assert family.answer_format in ANSWER_FORMATS
+    assert family.checkpoints and family.model_class and family.processor_class
+    assert family.vision_modules and family.projector_modules
+    assert re.fullmatch(r"\d+\.\d+\.\d+", family.min_transformers)
+    for checkpoint in family.checkpoints:
+        arch = checkpoint.architecture
+        # Every checkpoint of a family resizes images the same way (data.* options depend on it).
+        assert checkpoint.image.kind == family.resolution
+        assert 0 < arch.vision_parameters < arch.parameters
+        assert arch.decoder_parameters > 0
+        # The decoder count implied by the totals matches the layer shapes (norms, biases aside).
+        h, i = arch.hidden_size, arch.intermediate_size
+        q, kv = arch.num_attention_heads * arch.head_dim, arch.num_kv_heads * arch.head_dim
+        per_layer = h * q + 2 * h * kv + q * h + 3 * h * i
+        shapes = per_layer * arch.num_layers * arch.experts
+        assert arch.decoder_parameters == pytest.approx(shapes, rel=0.02), checkpoint.name
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_lora_pattern_selects_lm_projections_and_no_vision_layer(name):
+    family = FAMILIES[name]
+    lm_module, vision_module = MODULE_NAMES[name]
+    pattern = re.compile(family.lora_target_modules)
+    assert pattern.fullmatch(lm_module)
+    assert not pattern.fullmatch(vision_module)
+    assert vision_module.startswith(family.vision_modules)
+
+
+def test_qwen_image_tokens_follow_smart_resize():
+    rule = FAMILIES["qwen2_5_vl"].default_checkpoint.image
+    assert image_tokens(rule, 1280, 720) == 46 * 26  # 1288 x 728 pixels
+    assert image_tokens(rule, 1920, 1080) == 69 * 39
+    assert image_tokens(rule, 1280, 720, max_pixels=200_704) == 21 * 12
+    assert image_tokens(rule, 20, 20) == 4  # upscaled to min_pixels 3136 = 2x2 tokens
+    assert image_tokens(rule, 1280, 720, max_pixels=200_704) < image_tokens(rule, 1280, 720)
+
+
+def test_tiled_and_fixed_image_tokens():
+    idefics = FAMILIES["idefics3"].default_checkpoint.image
+    assert image_tokens(idefics, 1280, 720) == (4 * 3 + 1) * 169
+    assert image_tokens(idefics, 300, 200) == (4 * 3 + 1) * 169  # upscaled to 1456 x 970
+    assert image_tokens(idefics, 1280, 720, longest_edge=364) == 169  # one tile, no global image
+    smol = FAMILIES["smolvlm"].default_checkpoint.image
+    assert image_tokens(smol, 1280, 720) == (4 * 3 + 1) * 64
+    minicpm = FAMILIES["minicpm_v"].default_checkpoint.image
+    assert image_tokens(minicpm, 1280, 720) == (1 + 6) * 64  # a 3 x 2 grid
+    assert image_tokens(minicpm, 1280, 720, max_slices=0) == 64
+    assert image_tokens(minicpm, 400, 300) == 64  # smaller than one slice: not sliced
+    for name in ("llava", "paligemma", "cogvlm", "gemma3"):
+        rule = FAMILIES[name].default_checkpoint.image
+        assert image_tokens(rule, 1280, 720) == image_tokens(rule, 64, 48) == rule.tokens
+    with pytest.raises(ValueError):
+        image_tokens(ImageRule(kind="fixed", tokens=4), 0, 10)
+
+
+def test_unknown_names_raise_with_the_closest_known_one():
+    with pytest.raises(ModelError, match="did you mean 'qwen2_vl'"):
+        get_family("qwen2vl")
+    with pytest.raises(ModelError, match="not in the model registry"):
+        get_checkpoint("someone/else")
+    assert get_checkpoint("google/gemma-3-4b-it").billions == pytest.approx(4.3, abs=0.01)
+
+
+def test_models_command_prints_every_checkpoint_and_says_unverified(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in CHECKPOINT_FAMILY:
+        assert name in out
+    assert "UNVERIFIED" in out and "LoRA bf16" in out
+
+
+def test_models_command_json_and_filter(capsys):
+    assert main(["models", "qwen2_vl", "llava", "--json", "--frame-size", "640", "480"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["family"] for r in rows} == {"qwen2_vl", "llava"}
+    qwen = next(r for r in rows if r["checkpoint"] == "Qwen/Qwen2-VL-2B-Instruct")
+    assert qwen["image_tokens"] == 23 * 17  # 644 x 476
+    assert qwen["memory_lora_bf16"] > 0 and qwen["parameters"] == 2_208_985_600
+
+
+def test_models_with_an_unknown_family_is_a_one_line_error(capsys):
+    assert main(["models", "qwen3"]) == 2
+    assert "unknown model family 'qwen3'" in capsys.readouterr().err
+
+
+def test_models_table_estimates_grow_with_batch():
+    small = models_table(ModelsOptions(family=["gemma3"], batch_size=1))
+    large = models_table(ModelsOptions(family=["gemma3"], batch_size=4))
+    assert all(b.memory_qlora_4bit > a.memory_qlora_4bit for a, b in zip(small, large, strict=True))
+
+
+# --- Against the installed transformers (slow: imports it) --------------------------------
+
+# Per checkpoint: vision image size and patch size (the only numbers the table does not hold).
+_VISION_INPUT = {
+    "llava-hf/llava-1.5-7b-hf": (336, 14),
+    "Qwen/Qwen2-VL-2B-Instruct": (None, 14),
+    "Qwen/Qwen2.5-VL-7B-Instruct": (None, 14),
+    "HuggingFaceM4/Idefics3-8B-Llama3": (364, 14),
+    "HuggingFaceTB/SmolVLM-256M-Instruct": (512, 16),
+    "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": (512, 16),
+    "google/paligemma2-3b-pt-224": (224, 14),
+    "google/paligemma2-3b-pt-448": (448, 14),
+    "google/gemma-3-4b-it": (896, 14),
+}
+
+
+def _hf_config(family_name, checkpoint):
+    import transformers as T
+
+    a = checkpoint.architecture
+    image_size, patch = _VISION_INPUT[checkpoint.name]
+    text = {
+        "hidden_size": a.hidden_size,
+        "intermediate_size": a.intermediate_size,
+        "num_hidden_layers": a.num_layers,
+        "num_attention_heads": a.num_attention_heads,
+        "num_key_value_heads": a.num_kv_heads,
+        "vocab_size": a.vocab_size,
+    }
+    vision = {
+        "hidden_size": a.vision_hidden_size,
+        "intermediate_size": a.vision_intermediate_size,
+        "num_hidden_layers": a.vision_num_layers,
+        "num_attention_heads": 16 if a.vision_hidden_size > 768 else 12,
+        "patch_size": patch,
+        "image_size": image_size,
+    }
+    tie = a.tied_embeddings
+    if family_name == "llava":
+        return T.LlavaConfig(
+            text_config=T.LlamaConfig(**text),
+            vision_config=T.CLIPVisionConfig(**vision),
+            tie_word_embeddings=tie,
+        )
+    if family_name in ("qwen2_vl", "qwen2_5_vl"):
+        merged = {"depth": a.vision_num_layers, "num_heads": 16}
+        if family_name == "qwen2_vl":
+            merged |= {"embed_dim": a.vision_hidden_size, "hidden_size": a.hidden_size}
+            cls = T.Qwen2VLConfig
+        else:
+            merged |= {
+                "hidden_size": a.vision_hidden_size,
+                "intermediate_size": a.vision_intermediate_size,
+                "out_hidden_size": a.hidden_size,
+            }
+            cls = T.Qwen2_5_VLConfig
+        return cls(text_config=text, vision_config=merged, tie_word_embeddings=tie)
+    if family_name in ("idefics3", "smolvlm"):
+        cls = T.Idefics3Config if family_name == "idefics3" else T.SmolVLMConfig
+        return cls(
+            text_config=T.LlamaConfig(**text, tie_word_embeddings=tie),
+            vision_config=vision,
+            scale_factor=int(a.patches_per_image_token**0.5),
+            tie_word_embeddings=tie,
+        )
+    siglip = T.SiglipVisionConfig(**vision, vision_use_head=False, projection_dim=a.hidden_size)
+    if family_name == "paligemma":
+        return T.PaliGemmaConfig(
+            text_config=T.Gemma2Config(**text, head_dim=a.head_dim),
+            vision_config=siglip,
+            projection_dim=a.hidden_size,
+            hidden_size=a.hidden_size,
+        )
+    assert family_name == "gemma3"
+    return T.Gemma3Config(
+        text_config=T.Gemma3TextConfig(**text, head_dim=a.head_dim), vision_config=siglip
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(_VISION_INPUT))
+def test_parameter_counts_match_transformers_on_the_meta_device(name):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    family = CHECKPOINT_FAMILY[name]
+    checkpoint = get_checkpoint(name)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(_hf_config(family, checkpoint))
+    total = sum(p.numel() for p in model.parameters())
+    assert total == checkpoint.architecture.parameters
+    prefixes = FAMILIES[family].vision_modules + FAMILIES[family].projector_modules
+    vision = sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefixes))
+    arch = checkpoint.architecture
+    assert vision == arch.vision_parameters + arch.projector_parameters
+
+
+@pytest.mark.slow
+def test_rows_agree_with_the_loading_table():
+    from sam2_finetune.models.loading import FAMILY_LOADING
+
+    assert set(FAMILY_LOADING) == set(FAMILIES)
+    for name, loading in FAMILY_LOADING.items():
+        family = FAMILIES[name]
+        assert family.model_class.split(" ")[0] == loading.model_class, name
+        assert family.trust_remote_code == loading.trust_remote_code, name
+        for module in family.vision_modules + family.projector_modules:
+            assert module.startswith(loading.skip_modules), (name, module)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (640, 480), (33, 900), (100, 60)])
+def test_image_token_rules_match_the_image_processors(size):
+    from transformers.models.idefics3.image_processing_pil_idefics3 import (
+        Idefics3ImageProcessorPil,
+    )
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    width, height = size
+    qwen = FAMILIES["qwen2_vl"].default_checkpoint.image
+    for max_pixels in (qwen.max_pixels, 200_704):
+        h, w = smart_resize(height, width, 28, qwen.min_pixels, max_pixels)
+        assert image_tokens(qwen, width, height, max_pixels=max_pixels) == (h // 28) * (w // 28)
+    for checkpoint in ("HuggingFaceM4/Idefics3-8B-Llama3", "HuggingFaceTB/SmolVLM-256M-Instruct"):
+        rule = get_checkpoint(checkpoint).image
+        processor = Idefics3ImageProcessorPil(
+            size={"longest_edge": rule.longest_edge},
+            max_image_size={"longest_edge": rule.tile_px},
+        )
+        patches, _, _ = processor.get_number_of_image_patches(height, width)
+        assert image_tokens(rule, width, height) == max(patches, 1) * rule.tokens
