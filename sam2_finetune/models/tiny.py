@@ -1,0 +1,738 @@
+"""Tiny random models of every supported family, built offline from config classes.
+
+Tests, the demo and the ``quick_test`` preset train these instead of real checkpoints: nothing is
+downloaded. Each tiny model is the family's real architecture and processor at toy size (hidden
+size 32, 2 layers, 32-64 px images, a BPE tokenizer of ~500 tokens trained in-process with the
+family's special tokens and a chat template), saved with ``save_pretrained`` and loaded back by
+the same :func:`~sam2_finetune.models.loading.load_model` / ``load_processor`` a real checkpoint
+goes through. Weights are random, so outputs are noise; the point is exercising every code path
+(processor, image tokens, labels, LoRA, quantization, saving) in milliseconds.
+
+The chat templates mark the assistant turn with ``{% generation %}`` so that
+``apply_chat_template(..., return_assistant_tokens_mask=True)`` returns which tokens are the
+answer. Real checkpoints' templates usually lack these markers.
+
+>>> path = build_tiny_model("smolvlm", Path("models/tiny-smolvlm"))  # doctest: +SKIP
+>>> resolve_checkpoint("tiny:qwen2_vl")  # cached under ~/.cache/sam2-finetune  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sam2_finetune.errors import ModelError, describe
+from sam2_finetune.outputs import atomic_output_dir
+
+# Bump when a builder changes what it writes, so cached tiny folders are rebuilt.
+TINY_VERSION = 1
+TINY_PREFIX = "tiny:"
+CACHE_ENV = "SAM2_FINETUNE_CACHE"
+MARKER_FILE = "tiny_model.json"
+
+_HIDDEN = 32
+_BPE_VOCAB = 512  # BPE tokens before the family's special tokens (256 of them are the bytes)
+
+# Families whose modelling code is not in transformers: offline tiny models cannot exist.
+REMOTE_CODE_FAMILIES: dict[str, str] = {
+    "minicpm_v": "MiniCPM-V (openbmb/MiniCPM-V-2_6 and later)",
+    "cogvlm": "CogVLM (THUDM/cogvlm-chat-hf, cogvlm2)",
+}
+
+_LABELS = ("person", "car", "dog", "cat", "bicycle", "truck", "bird", "horse", "ball", "chair")
+_PROMPTS = (
+    "Detect every object in this frame.",
+    "Find every {label} in the image.",
+    "Segment the {label}; answer with polygons.",
+    "How many {label} objects are there?",
+    "Describe the objects and their boxes.",
+)
+
+
+def _corpus() -> list[str]:
+    """Deterministic text covering prompts, JSON answers and numbers, to train the tiny BPE."""
+    lines = []
+    for i, label in enumerate(_LABELS):
+        for prompt in _PROMPTS:
+            lines.append(prompt.format(label=label))
+        a, b = (37 * i) % 1000, (91 * i + 13) % 1000
+        lines.append(f'[{{"label": "{label}", "bbox_2d": [{a}, {b}, {a + 9}, {b + 17}]}}]')
+        lines.append(f'{{"label": "{label}", "polygon": [[{a}, {b}], [{b}, {a}], [{a}, {a}]]}}')
+        lines.append(f"There are {i + 1} objects: a {label} at ({a},{b}),({b},{a}).")
+    lines.append(" ".join(str(n) for n in range(1001)))
+    lines.append("The quick brown fox jumps over the lazy dog. User Assistant system model")
+    return lines * 3
+
+
+def _tokenizer(
+    special_tokens: list[str],
+    *,
+    chat_template: str,
+    bos: str | None,
+    eos: str,
+    pad: str,
+    unk: str | None = None,
+    named: dict[str, str] | None = None,
+) -> Any:
+    """A byte-level BPE trained on :func:`_corpus`, with ``special_tokens`` first in the vocab.
+
+    Byte-level, so any text (any label, any language) encodes without an unknown token.
+    ``named`` are model-specific special tokens that processors read as tokenizer attributes
+    (``tokenizer.image_token``, ``tokenizer.boi_token``...).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(dict.fromkeys(t for t in (bos, eos, pad, unk, *special_tokens) if t))
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_BPE_VOCAB + len(specials),
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_corpus(), trainer)
+    extra: dict[str, Any] = {"extra_special_tokens": named} if named else {}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        unk_token=unk,
+        chat_template=chat_template,
+        model_max_length=4096,
+        **extra,
+    )
+
+
+def _text_ids(tokenizer: Any) -> dict[str, Any]:
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def _llama_text(tokenizer: Any) -> dict[str, Any]:
+    return {
+        "model_type": "llama",
+        "hidden_size": _HIDDEN,
+        "intermediate_size": 2 * _HIDDEN,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 1024,
+        "tie_word_embeddings": False,
+        **_text_ids(tokenizer),
+    }
+
+
+def _siglip_vision(image_size: int, patch_size: int) -> dict[str, Any]:
+    return {
+        "model_type": "siglip_vision_model",
+        "hidden_size": _HIDDEN,
+        "intermediate_size": 2 * _HIDDEN,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": image_size,
+        "patch_size": patch_size,
+        # The attention-pooling head is unused by PaliGemma and Gemma3; without it no parameter
+        # is left out of the graph, which DDP would reject.
+        "vision_use_head": False,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat templates. Each mirrors the real family's layout, plus {% generation %} around the answer.
+
+_LLAVA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: "
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %} "
+    "{% elif message['role'] == 'assistant' %}ASSISTANT: {% generation %}"
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %}{{ eos_token }}"
+    "{% endgeneration %} "
+    "{% else %}{% for part in message['content'] %}{{ part['text'] }}{% endfor %} "
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+_QWEN_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}{% generation %}"
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %}<|im_end|>"
+    "{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _idefics_template(start: str) -> str:
+    return (
+        start + "{% for message in messages %}{{ message['role'] | capitalize }}"
+        "{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
+        "{% if message['role'] == 'assistant' %}{% generation %}"
+        "{% for part in message['content'] %}{{ part['text'] }}{% endfor %}<end_of_utterance>"
+        "{% endgeneration %}{{ '\\n' }}"
+        "{% else %}{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}<image>{% elif part['type'] == 'text' %}"
+        "{{ part['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}Assistant:{% endif %}"
+    )
+
+
+# PaliGemma checkpoints ship no chat template (prompts are prefix + suffix); this one renders the
+# same layout, images first then the prompt, and the answer ends with eos.
+_PALIGEMMA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}{% generation %}"
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %}{{ eos_token }}"
+    "{% endgeneration %}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+    "{% endif %}{% endfor %}{% for part in message['content'] %}{% if part['type'] == 'text' %}"
+    "{{ part['text'] }}{% endif %}{% endfor %}{{ '\\n' }}{% endif %}{% endfor %}"
+)
+
+_GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}{% generation %}"
+    "{% for part in message['content'] %}{{ part['text'] }}{% endfor %}<end_of_turn>"
+    "{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<start_of_image>{% elif part['type'] == 'text' %}"
+    "{{ part['text'] }}{% endif %}{% endfor %}<end_of_turn>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+# ---------------------------------------------------------------------------------------------
+# Builders: () -> (model, processor). Each imports only what it needs.
+
+
+def _build_llava() -> tuple[Any, Any]:
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaImageProcessorPil,
+        LlavaProcessor,
+    )
+
+    image_size, patch_size = 32, 8
+    tokenizer = _tokenizer(
+        ["<image>"], chat_template=_LLAVA_TEMPLATE, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>"
+    )
+    image_processor = LlavaImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
+        chat_template=_LLAVA_TEMPLATE,
+    )
+    config = LlavaConfig(
+        vision_config={
+            "model_type": "clip_vision_model",
+            "hidden_size": _HIDDEN,
+            "intermediate_size": 2 * _HIDDEN,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "projection_dim": _HIDDEN,
+        },
+        text_config=_llama_text(tokenizer),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=(image_size // patch_size) ** 2,
+        vision_feature_layer=-1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlavaForConditionalGeneration(config), processor
+
+
+_QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+
+def _qwen_parts() -> tuple[Any, Any, dict[str, Any]]:
+    from transformers import Qwen2VLImageProcessorPil
+
+    tokenizer = _tokenizer(
+        _QWEN_SPECIALS,
+        chat_template=_QWEN_TEMPLATE,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+    )
+    # Images are resized to multiples of patch * merge = 16 px, between 32x32 and 64x64 pixels:
+    # 1 to 4 merged tokens per side, so 4-16 image tokens.
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32, max_pixels=64 * 64
+    )
+    head_dim = _HIDDEN // 2
+    text = {
+        "hidden_size": _HIDDEN,
+        "intermediate_size": 2 * _HIDDEN,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 1024,
+        # Multimodal RoPE: temporal, height and width sections add up to head_dim / 2.
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 3, 3] if head_dim == 16 else None,
+        },
+        **_text_ids(tokenizer),
+    }
+    ids = {
+        "image_token_id": tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        "video_token_id": tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        "vision_end_token_id": tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    }
+    return tokenizer, image_processor, {"text_config": text, **ids}
+
+
+def _build_qwen2_vl() -> tuple[Any, Any]:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from sam2_finetune.models.loading import Qwen2VLProcessorWithoutVideo
+
+    tokenizer, image_processor, config_kwargs = _qwen_parts()
+    processor = Qwen2VLProcessorWithoutVideo(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=_QWEN_TEMPLATE
+    )
+    config = Qwen2VLConfig(
+        vision_config={
+            "depth": 2,
+            "embed_dim": _HIDDEN,
+            "hidden_size": _HIDDEN,  # the merger's output size: the text model's hidden size
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        **config_kwargs,
+    )
+    return Qwen2VLForConditionalGeneration(config), processor
+
+
+def _build_qwen2_5_vl() -> tuple[Any, Any]:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from sam2_finetune.models.loading import Qwen2_5_VLProcessorWithoutVideo
+
+    tokenizer, image_processor, config_kwargs = _qwen_parts()
+    processor = Qwen2_5_VLProcessorWithoutVideo(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=_QWEN_TEMPLATE
+    )
+    config = Qwen2_5_VLConfig(
+        vision_config={
+            "depth": 2,
+            "hidden_size": _HIDDEN,
+            "intermediate_size": 2 * _HIDDEN,
+            "num_heads": 2,
+            "out_hidden_size": _HIDDEN,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 32,  # pixels: 2x2 merged tokens per attention window
+            "fullatt_block_indexes": [1],
+        },
+        **config_kwargs,
+    )
+    return Qwen2_5_VLForConditionalGeneration(config), processor
+
+
+_IDEFICS_SPECIALS = [
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+    *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+]
+
+
+def _idefics_parts(start: str) -> tuple[Any, dict[str, Any], int]:
+    """Tokenizer, config kwargs and image_seq_len shared by Idefics3 and SmolVLM."""
+    tokenizer = _tokenizer(
+        _IDEFICS_SPECIALS,
+        chat_template=_idefics_template(start),
+        bos=start,
+        eos="<end_of_utterance>",
+        pad="<|pad|>",
+    )
+    image_size, patch_size, scale_factor = 32, 8, 2
+    image_seq_len = (image_size // patch_size) ** 2 // scale_factor**2
+    config_kwargs = {
+        "vision_config": {
+            "hidden_size": _HIDDEN,
+            "intermediate_size": 2 * _HIDDEN,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": patch_size,
+        },
+        "text_config": _llama_text(tokenizer),
+        "image_token_id": tokenizer.convert_tokens_to_ids("<image>"),
+        "scale_factor": scale_factor,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    return tokenizer, config_kwargs, image_seq_len
+
+
+# No image splitting: one 32x32 view per image keeps sequences short (4 image tokens).
+_IDEFICS_IMAGE_KWARGS = {
+    "size": {"longest_edge": 32},
+    "max_image_size": {"longest_edge": 32},
+    "do_image_splitting": False,
+}
+
+
+def _build_idefics3() -> tuple[Any, Any]:
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+    )
+
+    tokenizer, config_kwargs, image_seq_len = _idefics_parts("<|begin_of_text|>")
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessorPil(**_IDEFICS_IMAGE_KWARGS),
+        tokenizer=tokenizer,
+        image_seq_len=image_seq_len,
+        chat_template=tokenizer.chat_template,
+    )
+    config = Idefics3Config(**config_kwargs)
+    return Idefics3ForConditionalGeneration(config), processor
+
+
+def _build_smolvlm() -> tuple[Any, Any]:
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+    )
+
+    from sam2_finetune.models.loading import SmolVLMProcessorWithoutVideo
+
+    tokenizer, config_kwargs, image_seq_len = _idefics_parts("<|im_start|>")
+    processor = SmolVLMProcessorWithoutVideo(
+        image_processor=SmolVLMImageProcessorPil(**_IDEFICS_IMAGE_KWARGS),
+        tokenizer=tokenizer,
+        image_seq_len=image_seq_len,
+        chat_template=tokenizer.chat_template,
+    )
+    config = SmolVLMConfig(**config_kwargs)
+    return SmolVLMForConditionalGeneration(config), processor
+
+
+def _build_paligemma() -> tuple[Any, Any]:
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
+
+    image_size, patch_size = 32, 8
+    tokenizer = _tokenizer(
+        ["<image>"],
+        chat_template=_PALIGEMMA_TEMPLATE,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        named={"image_token": "<image>"},
+    )
+    image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+    image_processor.image_seq_length = (image_size // patch_size) ** 2
+    # The processor adds 1,024 <locNNNN> and 128 <segNNN> tokens: size the vocab after it.
+    processor = PaliGemmaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=_PALIGEMMA_TEMPLATE
+    )
+    config = PaliGemmaConfig(
+        vision_config=_siglip_vision(image_size, patch_size),
+        text_config={
+            "model_type": "gemma",
+            "hidden_size": _HIDDEN,
+            "intermediate_size": 2 * _HIDDEN,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": _HIDDEN // 2,
+            "max_position_embeddings": 1024,
+            **_text_ids(tokenizer),
+        },
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer),
+        projection_dim=_HIDDEN,
+        hidden_size=_HIDDEN,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return PaliGemmaForConditionalGeneration(config), processor
+
+
+def _build_gemma3() -> tuple[Any, Any]:
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessorPil,
+        Gemma3Processor,
+    )
+
+    image_size, patch_size, tokens_per_image = 32, 8, 4
+    named = {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+    }
+    tokenizer = _tokenizer(
+        ["<start_of_turn>", "<end_of_turn>", *named.values()],
+        chat_template=_GEMMA3_TEMPLATE,
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        named=named,
+    )
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessorPil(
+            size={"height": image_size, "width": image_size}, do_pan_and_scan=False
+        ),
+        tokenizer=tokenizer,
+        image_seq_length=tokens_per_image,
+        chat_template=_GEMMA3_TEMPLATE,
+    )
+    config = Gemma3Config(
+        vision_config=_siglip_vision(image_size, patch_size),
+        text_config={
+            "hidden_size": _HIDDEN,
+            "intermediate_size": 2 * _HIDDEN,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": _HIDDEN // 2,
+            "query_pre_attn_scalar": _HIDDEN // 2,
+            "sliding_window": 64,
+            "max_position_embeddings": 1024,
+            **_text_ids(tokenizer),
+        },
+        mm_tokens_per_image=tokens_per_image,
+        boi_token_index=tokenizer.convert_tokens_to_ids(named["boi_token"]),
+        eoi_token_index=tokenizer.convert_tokens_to_ids(named["eoi_token"]),
+        image_token_index=tokenizer.convert_tokens_to_ids(named["image_token"]),
+    )
+    model = Gemma3ForConditionalGeneration(config)
+    # Gemma3 initialises its image projection to zeros (fine before loading trained weights); at
+    # random init that would cut the image out of the output and the vision tower out of training.
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(std=0.02)
+    return model, processor
+
+
+# family -> builder of (random model, processor). Literal table: a family is a row.
+TINY_FAMILIES: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "llava": _build_llava,
+    "qwen2_vl": _build_qwen2_vl,
+    "qwen2_5_vl": _build_qwen2_5_vl,
+    "idefics3": _build_idefics3,
+    "smolvlm": _build_smolvlm,
+    "paligemma": _build_paligemma,
+    "gemma3": _build_gemma3,
+}
+
+
+def _builder(family: str) -> Callable[[], tuple[Any, Any]]:
+    if family in TINY_FAMILIES:
+        return TINY_FAMILIES[family]
+    if family in REMOTE_CODE_FAMILIES:
+        raise ModelError(
+            describe(
+                f"no tiny offline model can exist for {family!r}: {REMOTE_CODE_FAMILIES[family]} "
+                "keeps its modelling code in the checkpoint repositories on the Hub "
+                "(trust_remote_code), not in transformers, so it cannot be built from config "
+                "classes without downloading",
+                field="family",
+                expected=" | ".join(TINY_FAMILIES),
+                found=repr(family),
+                fix="test with a native family (e.g. qwen2_vl or smolvlm), or train "
+                f"{family} from a real checkpoint with trust_remote_code on a machine with network",
+            )
+        )
+    raise ModelError(
+        describe(
+            f"unknown model family {family!r}",
+            field="family",
+            expected=" | ".join(TINY_FAMILIES),
+            found=repr(family),
+            fix="use one of the families listed",
+        )
+    )
+
+
+def build_tiny_model(family: str, out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> Path:
+    """Build a tiny random ``family`` model with its processor into ``out_dir``; return the path.
+
+    The folder is what ``save_pretrained`` writes for the model and the processor, plus
+    ``tiny_model.json`` (family, version, seed, parameter count). It is written to a temporary
+    sibling and renamed into place. The same ``seed`` gives the same weights. Raises
+    :class:`ModelError` for unknown families and for families that need remote code, and
+    :class:`~sam2_finetune.errors.OutputExistsError` if ``out_dir`` is not empty and not
+    ``overwrite``.
+
+    >>> build_tiny_model("qwen2_vl", Path("tiny-qwen"))  # doctest: +SKIP
+    PosixPath('tiny-qwen')
+    """
+    builder = _builder(family)
+    out_dir = Path(out_dir)
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        _build_into(family, builder, tmp, seed)
+    return out_dir
+
+
+def _build_into(family: str, builder: Callable[[], tuple[Any, Any]], folder: Path, seed: int):
+    import torch
+
+    # fork_rng: building must not move the caller's random state (tests, training seeds).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, processor = builder()
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar for writing 300 kB is noise
+    try:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    marker = {
+        "family": family,
+        "tiny_version": TINY_VERSION,
+        "seed": seed,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "transformers": version("transformers"),
+    }
+    (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def tiny_cache_dir() -> Path:
+    """Where :func:`resolve_checkpoint` keeps tiny models: ``$SAM2_FINETUNE_CACHE/tiny`` or
+    ``~/.cache/sam2-finetune/tiny``."""
+    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sam2-finetune"
+    return Path(root) / "tiny"
+
+
+def tiny_cache_path(family: str) -> Path:
+    """The cache folder of ``family``'s tiny model for this tiny-model and transformers version."""
+    return tiny_cache_dir() / f"{family}-v{TINY_VERSION}-transformers{version('transformers')}"
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """Turn ``"tiny:<family>"`` into the path of a cached tiny model; return anything else as is.
+
+    The tiny model is built once per family, tiny-model version and transformers version into
+    :func:`tiny_cache_dir`. Safe under concurrency (pytest-xdist workers, several runs): each
+    builder writes its own temporary folder and renames it into place; a rename that loses the
+    race discards its copy and uses the winner's.
+
+    >>> resolve_checkpoint("Qwen/Qwen2-VL-2B-Instruct")
+    'Qwen/Qwen2-VL-2B-Instruct'
+    """
+    if not checkpoint.startswith(TINY_PREFIX):
+        return checkpoint
+    family = checkpoint[len(TINY_PREFIX) :]
+    builder = _builder(family)
+    target = tiny_cache_path(family)
+    if (target / MARKER_FILE).is_file():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        _build_into(family, builder, tmp, seed=0)
+        try:
+            os.rename(tmp, target)  # atomic; fails if another process got there first
+        except OSError as exc:
+            if not (target / MARKER_FILE).is_file():
+                raise ModelError(
+                    describe(
+                        f"cannot place the tiny {family} model in the cache: {exc}",
+                        file=target,
+                        fix=f"delete {target} (a cache folder) and retry, or set {CACHE_ENV} "
+                        "to another folder",
+                    )
+                ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+class TinyModelOptions(BaseModel):
+    """Build a tiny random model of a family (real architecture and processor at toy size,
+    random weights, no download) for tests, demos and the quick_test preset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: str = Field(
+        description="Model family: " + ", ".join(TINY_FAMILIES) + ".",
+        json_schema_extra={"positional": True},
+    )
+    out: Path = Field(description="Output folder (written atomically).")
+    seed: int = Field(0, description="Seed of the random weights.")
+    overwrite: bool = Field(False, description="Replace a non-empty output folder.")
+
+
+def tiny_model_command(options: TinyModelOptions) -> int:
+    """``sam2-finetune tiny-model FAMILY --out DIR``: build, then print what was written."""
+    started = time.perf_counter()
+    path = build_tiny_model(
+        options.family, options.out, seed=options.seed, overwrite=options.overwrite
+    )
+    seconds = time.perf_counter() - started
+    marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    print(
+        f"{options.family}: {marker['parameters']:,} parameters, {size / 1e6:.2f} MB "
+        f"in {path} ({seconds:.1f} s)"
+    )
+    return 0
