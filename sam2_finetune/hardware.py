@@ -1,0 +1,596 @@
+"""``sam2-finetune check``: does this machine suit a training config, and is the config sensible?
+
+:func:`gather_hardware_facts` asks torch and bitsandbytes what the machine has (CUDA, GPUs, their
+memory and bf16 support, a tiny 4-bit quantise/dequantise round trip). :func:`check_config` is a
+pure function of a :class:`~sam2_finetune.config.TrainConfig` and those :class:`HardwareFacts`:
+it estimates the memory the run needs (:func:`~sam2_finetune.models.memory.estimate_memory`) and
+returns findings, each an ``error`` (the run cannot work as configured), a ``warning`` (it works
+but is slow, wasteful or unusual) or ``info``. The command exits 1 when there is an error, else 0.
+
+Tests pass hand-written :class:`HardwareFacts` (an H100, an 8 GB card, a CPU-only box) to
+:func:`check_config`; that is the function's input, not a mock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sam2_finetune.config import TINY_PREFIX, TrainConfig, load_config
+from sam2_finetune.models.memory import MemoryEstimate, Precision, estimate_memory
+from sam2_finetune.models.registry import (
+    CHECKPOINT_FAMILY,
+    FAMILIES,
+    get_checkpoint,
+    image_tokens,
+)
+
+# LoRA learning rates in published recipes sit between these (QLoRA: 1e-4 / 2e-4; LLaVA LoRA:
+# 2e-4; Qwen-VL fine-tuning scripts: 1e-5..2e-4); full fine-tuning is 1e-6..5e-5.
+LORA_LR_RANGE = (1e-5, 1e-3)
+FULL_LR_RANGE = (1e-7, 1e-4)
+# Warn above this share of the device memory: estimates are unverified and other processes
+# (a desktop, a notebook) hold memory too.
+MEMORY_WARN_SHARE = 0.85
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """One CUDA device as torch reports it."""
+
+    name: str
+    total_memory_bytes: int
+    compute_capability: tuple[int, int]
+    bf16_supported: bool
+
+
+@dataclass(frozen=True)
+class HardwareFacts:
+    """What the machine offers. ``bitsandbytes_error`` is None when a 4-bit round trip worked."""
+
+    cuda_available: bool
+    gpus: tuple[GpuFacts, ...] = ()
+    cpu_count: int = 1
+    ram_bytes: int | None = None
+    bitsandbytes_error: str | None = "not checked"
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+Level = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report."""
+
+    level: Level
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Findings plus what they were based on: the device and precision the run would use, the
+    tokens per example, and the memory estimate (None for tiny models)."""
+
+    device: str
+    precision: Precision
+    image_tokens: int | None
+    tokens_per_example: int | None
+    estimate: MemoryEstimate | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No blocking problem."""
+        return not any(f.level == "error" for f in self.findings)
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _bitsandbytes_error(device: str) -> str | None:
+    """None if bitsandbytes quantises and dequantises a small tensor to 4-bit NF4 on ``device``."""
+    try:
+        import bitsandbytes.functional as bnbf
+        import torch
+
+        x = torch.randn(64, 64, device=device)
+        packed, state = bnbf.quantize_4bit(x, quant_type="nf4", compress_statistics=True)
+        back = bnbf.dequantize_4bit(packed, state)
+        error = (x - back).abs().mean().item()
+        if not error < 0.2:  # NF4 of unit-normal values is off by about 0.07 on average
+            return f"4-bit round trip is off by {error:.3f} on average"
+        return None
+    except Exception as exc:  # any import or kernel failure means "not usable here"
+        return f"{type(exc).__name__}: {exc}".strip()
+
+
+def gather_hardware_facts() -> HardwareFacts:
+    """Ask torch (and bitsandbytes) what this machine has. Imports torch."""
+    import torch
+
+    gpus = []
+    cuda = torch.cuda.is_available()
+    if cuda:
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            with torch.cuda.device(index):
+                bf16 = torch.cuda.is_bf16_supported()
+            gpus.append(
+                GpuFacts(
+                    name=props.name,
+                    total_memory_bytes=int(props.total_memory),
+                    compute_capability=(props.major, props.minor),
+                    bf16_supported=bool(bf16),
+                )
+            )
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = None
+    versions = {
+        name: v
+        for name in ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
+        if (v := _package_version(name)) is not None
+    }
+    return HardwareFacts(
+        cuda_available=cuda,
+        gpus=tuple(gpus),
+        cpu_count=os.cpu_count() or 1,
+        ram_bytes=ram,
+        bitsandbytes_error=_bitsandbytes_error("cuda" if cuda else "cpu"),
+        versions=versions,
+    )
+
+
+def resolve_device(config: TrainConfig, facts: HardwareFacts) -> str:
+    """``cuda`` or ``cpu``: what ``hardware.device`` means on this machine."""
+    if config.hardware.device == "auto":
+        return "cuda" if facts.cuda_available else "cpu"
+    return config.hardware.device
+
+
+def resolve_precision(config: TrainConfig, facts: HardwareFacts) -> Precision:
+    """What ``training.precision: auto`` means here: bf16 on a bf16 GPU, fp16 on an older GPU,
+    fp32 on the CPU (where fp16 does nothing and bf16 autocast is slow on most CPUs)."""
+    if config.training.precision != "auto":
+        return config.training.precision
+    if resolve_device(config, facts) == "cuda":
+        # No visible GPU (a CUDA config checked on another machine): assume a bf16 GPU.
+        return "bf16" if all(g.bf16_supported for g in facts.gpus) else "fp16"
+    return "fp32"
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_config(
+    config: TrainConfig,
+    facts: HardwareFacts,
+    *,
+    frame_size: tuple[int, int] = (1280, 720),
+    text_tokens: int = 256,
+) -> CheckReport:
+    """Findings about running ``config`` on a machine described by ``facts``.
+
+    Memory is estimated for one ``frame_size`` frame plus ``text_tokens`` of prompt and answer
+    per example, at the config's batch size; the estimate must fit the smallest GPU used.
+    """
+    findings: list[Finding] = []
+
+    def add(level: Level, message: str) -> None:
+        findings.append(Finding(level, message))
+
+    model, data, training = config.model, config.data, config.training
+    family = FAMILIES[model.family]
+    checkpoint = model.checkpoint or family.default_checkpoint.name
+    tiny = checkpoint.startswith(TINY_PREFIX)
+    device = resolve_device(config, facts)
+    precision = resolve_precision(config, facts)
+
+    # Device.
+    if config.hardware.device == "cuda" and not facts.cuda_available:
+        add(
+            "error",
+            "hardware.device is cuda but CUDA is not available (no GPU, or a CPU-only "
+            "torch build); set hardware.device=cpu or auto, or install a CUDA build of torch",
+        )
+    used_gpus = facts.gpus[: config.hardware.num_processes] if device == "cuda" else ()
+    if device == "cuda" and facts.cuda_available:
+        if config.hardware.num_processes > len(facts.gpus):
+            add(
+                "error",
+                f"hardware.num_processes is {config.hardware.num_processes} but only "
+                f"{len(facts.gpus)} GPU(s) are visible; one process per GPU",
+            )
+        for gpu in used_gpus:
+            add(
+                "info",
+                f"GPU: {gpu.name}, {_gib(gpu.total_memory_bytes)}, compute capability "
+                f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}, bf16 "
+                f"{'yes' if gpu.bf16_supported else 'no'}",
+            )
+    elif device == "cpu":
+        add(
+            "info",
+            f"CPU: {facts.cpu_count} cores"
+            + (f", {_gib(facts.ram_bytes)} RAM" if facts.ram_bytes else "")
+            + "; no CUDA GPU used",
+        )
+        if config.hardware.num_processes > facts.cpu_count:
+            add(
+                "warning",
+                f"{config.hardware.num_processes} processes on {facts.cpu_count} CPU "
+                "cores: they will compete for cores; use at most one per core",
+            )
+        if not tiny:
+            add(
+                "warning",
+                f"training {checkpoint} ({_billions(checkpoint)}) on the CPU: expect "
+                "minutes to hours per step; use a GPU, or a tiny:<family> model to test the "
+                "pipeline",
+            )
+
+    # Precision.
+    if precision == "bf16" and device == "cuda":
+        lacking = [g.name for g in used_gpus if not g.bf16_supported]
+        if lacking:
+            add(
+                "error",
+                f"training.precision is bf16 but {', '.join(lacking)} has no bf16 "
+                "support (it needs compute capability >= 8.0); use fp16 or auto",
+            )
+    if (
+        precision == "fp16"
+        and device == "cuda"
+        and used_gpus
+        and all(g.bf16_supported for g in used_gpus)
+    ):
+        add(
+            "warning",
+            "fp16 on a GPU that supports bf16: bf16 has the range of fp32 and needs no "
+            "loss scaling (fp16 can overflow); set training.precision=bf16 or auto",
+        )
+    if precision == "fp16" and device == "cpu":
+        add(
+            "warning",
+            "fp16 does nothing on the CPU (transformers accepts it and trains in "
+            "fp32); set training.precision=fp32 or auto",
+        )
+    if precision == "bf16" and device == "cpu":
+        add(
+            "warning",
+            "bf16 autocast on the CPU is slow unless the CPU has AMX/AVX512-BF16; "
+            "fp32 is the usual CPU choice",
+        )
+    if precision == "fp32" and device == "cuda":
+        add(
+            "warning",
+            "fp32 on a GPU doubles activation memory and is several times slower "
+            "than bf16/fp16 with tensor cores; set training.precision=auto",
+        )
+
+    # Quantisation.
+    if model.quantization != "none":
+        if facts.bitsandbytes_error is not None:
+            add(
+                "error",
+                f"model.quantization is {model.quantization} but bitsandbytes is not "
+                f"usable here ({facts.bitsandbytes_error}); install bitsandbytes >= 0.45 or set "
+                "model.quantization=none",
+            )
+        if device == "cpu":
+            add(
+                "warning",
+                f"{model.quantization} quantisation on the CPU works (bitsandbytes "
+                ">= 0.45) but is slow: it dequantises every matrix at every step; on the CPU "
+                "use model.quantization=none with a small model",
+            )
+    if training.optimizer in ("adamw_bnb_8bit", "paged_adamw_8bit", "paged_adamw_32bit") and (
+        facts.bitsandbytes_error is not None
+    ):
+        add(
+            "error",
+            f"training.optimizer {training.optimizer} needs bitsandbytes, which is not "
+            f"usable here ({facts.bitsandbytes_error}); use adamw_torch",
+        )
+
+    # Learning rate and LoRA scale.
+    low, high = LORA_LR_RANGE if model.method == "lora" else FULL_LR_RANGE
+    if not low <= training.learning_rate <= high:
+        add(
+            "warning",
+            f"training.learning_rate {training.learning_rate:g} is far outside the "
+            f"usual range for {model.method} fine-tuning ({low:g}..{high:g}); "
+            + (
+                "too high diverges or forgets"
+                if training.learning_rate > high
+                else "too low barely moves the weights"
+            ),
+        )
+    if model.method == "lora":
+        scale = model.lora_alpha / model.lora_rank
+        if not 0.25 <= scale <= 4:
+            add(
+                "warning",
+                f"LoRA scale alpha/rank = {scale:g}: updates are multiplied by it; "
+                "recipes use 1-2 (alpha = rank or 2 x rank)",
+            )
+
+    # Library versions and remote code.
+    installed = facts.versions.get("transformers")
+    if installed and _version_tuple(installed) < _version_tuple(family.min_transformers):
+        add(
+            "error",
+            f"family {family.name} needs transformers >= {family.min_transformers}, "
+            f"installed {installed}",
+        )
+    if family.trust_remote_code:
+        add(
+            "warning",
+            f"family {family.name} runs the checkpoint's own code (trust_remote_code), "
+            f"written for transformers 4.x; with transformers {installed or '?'} it may fail to "
+            "load. " + family.notes,
+        )
+    if model.attn_implementation == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            add(
+                "error",
+                "model.attn_implementation is flash_attention_2 but the flash-attn "
+                "package is not installed; use sdpa",
+            )
+        elif device == "cpu":
+            add("error", "flash_attention_2 runs only on CUDA GPUs; use sdpa")
+    for logger in config.output.loggers:
+        if importlib.util.find_spec(logger) is None:
+            add(
+                "error",
+                f"output.loggers lists {logger} but the {logger} package is not "
+                "installed; install it or remove it from the list",
+            )
+
+    # Answer format and data.
+    if data.answer_format != family.answer_format:
+        add(
+            "warning",
+            f"data.answer_format is {data.answer_format}, but {family.name} was "
+            f"pretrained on {family.answer_format}; fine-tuning in the family's own syntax "
+            "usually converges faster",
+        )
+    if not Path(data.dataset).exists():
+        add(
+            "warning",
+            f"data.dataset {data.dataset} does not exist yet (run convert / split "
+            "first, or fix the path)",
+        )
+
+    # Tokens and memory.
+    estimate = None
+    tokens = None
+    n_image_tokens = None
+    if tiny:
+        add(
+            "info",
+            f"{checkpoint} is a tiny random model (under 1 MB): memory is negligible "
+            "and no estimate is made",
+        )
+    else:
+        # The registry row whose numbers stand for this checkpoint.
+        reference = (
+            get_checkpoint(checkpoint)
+            if checkpoint in CHECKPOINT_FAMILY
+            else family.default_checkpoint
+        )
+        if checkpoint not in CHECKPOINT_FAMILY:
+            add(
+                "warning",
+                f"{checkpoint} is not in the registry: memory is estimated with "
+                f"{family.default_checkpoint.name}'s architecture",
+            )
+        width, height = frame_size
+        n_image_tokens = image_tokens(
+            reference.image,
+            width,
+            height,
+            min_pixels=data.min_pixels,
+            max_pixels=data.max_pixels,
+            longest_edge=data.longest_edge,
+            max_slices=data.max_slices,
+        )
+        tokens = min(n_image_tokens + text_tokens, data.max_length)
+        if data.max_length < n_image_tokens + 16:
+            add(
+                "error",
+                f"data.max_length {data.max_length} leaves no room for the answer: a "
+                f"{width}x{height} frame alone is {n_image_tokens} image tokens for "
+                f"{reference.name}; raise data.max_length or bound the image size",
+            )
+        elif data.max_length < n_image_tokens + text_tokens:
+            add(
+                "warning",
+                f"data.max_length {data.max_length} may truncate answers: a "
+                f"{width}x{height} frame is {n_image_tokens} image tokens, plus ~{text_tokens} "
+                "text tokens",
+            )
+        estimate = estimate_memory(
+            reference.architecture,
+            quantization=model.quantization,
+            lora_rank=model.lora_rank,
+            batch_size=training.batch_size,
+            seq_len=tokens - min(n_image_tokens, tokens),
+            image_tokens=min(n_image_tokens, tokens),
+            gradient_checkpointing=training.gradient_checkpointing,
+            optimizer=training.optimizer,
+            precision=precision,
+            method=model.method,
+            lora_dropout=model.lora_dropout,
+            freeze_vision_tower=model.freeze_vision_tower,
+            freeze_projector=model.freeze_projector,
+            attn_implementation=model.attn_implementation,
+        )
+        _memory_findings(add, estimate, device, used_gpus, facts, config)
+
+    order = {"error": 0, "warning": 1, "info": 2}
+    return CheckReport(
+        device=device,
+        precision=precision,
+        image_tokens=n_image_tokens,
+        tokens_per_example=tokens,
+        estimate=estimate,
+        findings=tuple(sorted(findings, key=lambda f: order[f.level])),
+    )
+
+
+def _billions(checkpoint: str) -> str:
+    if checkpoint in CHECKPOINT_FAMILY:
+        return f"{get_checkpoint(checkpoint).billions:.1f}B parameters"
+    return "size unknown"
+
+
+def _memory_findings(
+    add: Callable[[Level, str], None],
+    estimate: MemoryEstimate,
+    device: str,
+    used_gpus: Sequence[GpuFacts],
+    facts: HardwareFacts,
+    config: TrainConfig,
+) -> None:
+    need = estimate.total
+    summary = f"estimated peak memory per process {estimate.describe()} (UNVERIFIED estimate)"
+    if device == "cuda" and used_gpus:
+        have = min(g.total_memory_bytes for g in used_gpus)
+        if need > have:
+            add("error", f"{summary} exceeds the GPU's {_gib(have)}. " + _memory_advice(config))
+        elif need > MEMORY_WARN_SHARE * have:
+            add(
+                "warning",
+                f"{summary} is over {MEMORY_WARN_SHARE:.0%} of the GPU's "
+                f"{_gib(have)}: little headroom. " + _memory_advice(config),
+            )
+        else:
+            add("info", f"{summary} fits the GPU's {_gib(have)}")
+    elif device == "cpu" and facts.ram_bytes:
+        if need > facts.ram_bytes:
+            add(
+                "error",
+                f"{summary} exceeds the machine's {_gib(facts.ram_bytes)} of RAM. "
+                + _memory_advice(config),
+            )
+        elif need > MEMORY_WARN_SHARE * facts.ram_bytes:
+            add("warning", f"{summary} is over {MEMORY_WARN_SHARE:.0%} of the machine's RAM")
+        else:
+            add("info", f"{summary} fits in RAM ({_gib(facts.ram_bytes)})")
+    else:
+        add("info", summary)
+
+
+def _memory_advice(config: TrainConfig) -> str:
+    tips = []
+    model, data, training = config.model, config.data, config.training
+    if not training.gradient_checkpointing:
+        tips.append("training.gradient_checkpointing=true")
+    if model.quantization != "4bit" and model.method == "lora":
+        tips.append("model.quantization=4bit")
+    if training.batch_size > 1:
+        tips.append("a smaller training.batch_size with more gradient_accumulation_steps")
+    resolution = FAMILIES[model.family].resolution
+    if resolution == "pixels":
+        lower = (data.max_pixels or 1_003_520) // 2
+        tips.append(f"a lower data.max_pixels (e.g. {lower}, about {lower // 784} image tokens)")
+    elif resolution == "longest_edge":
+        tips.append("a lower data.longest_edge (fewer tiles)")
+    elif resolution == "slices":
+        tips.append("a lower data.max_slices")
+    tips.append("a smaller checkpoint of the family (`sam2-finetune models`)")
+    return "Try: " + "; ".join(tips) + "."
+
+
+def format_report(report: CheckReport) -> str:
+    """The report as text: one line per finding, errors first, then a verdict."""
+    marks = {"error": "ERROR  ", "warning": "WARNING", "info": "ok     "}
+    lines = [
+        f"device {report.device}, precision {report.precision}"
+        + (
+            f", {report.tokens_per_example} tokens per example ({report.image_tokens} image)"
+            if report.tokens_per_example
+            else ""
+        )
+    ]
+    lines += [f"{marks[f.level]} {f.message}" for f in report.findings]
+    errors = sum(f.level == "error" for f in report.findings)
+    warnings = sum(f.level == "warning" for f in report.findings)
+    lines.append(f"{'FAIL' if errors else 'PASS'}: {errors} error(s), {warnings} warning(s)")
+    return "\n".join(lines)
+
+
+class CheckOptions(BaseModel):
+    """Check this machine against a training config: CUDA, GPU memory against the estimate, bf16,
+    bitsandbytes, library versions, and settings that work but hurt. Exits 1 on a blocking
+    problem."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    config: str = Field(
+        description="A config YAML file, or a preset name (quick_test, production, "
+        "qwen2_5_vl/7b_qlora, ...).",
+        json_schema_extra={"positional": True},
+    )
+    set: list[str] = Field(
+        [], description="Overrides KEY=VALUE (values read as YAML), e.g. training.batch_size=2."
+    )
+    frame_size: list[int] = Field(
+        [1280, 720],
+        min_length=2,
+        max_length=2,
+        description="Frame width and height in pixels, for image tokens and memory.",
+    )
+    text_tokens: int = Field(256, ge=1, le=32768, description="Prompt + answer tokens per example.")
+    json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
+
+
+def check_command(options: CheckOptions) -> int:
+    """``sam2-finetune check CONFIG``: print the report; 1 if a blocking problem was found."""
+    config = load_config(preset=options.config, overrides=options.set)
+    facts = gather_hardware_facts()
+    report = check_config(
+        config,
+        facts,
+        frame_size=(options.frame_size[0], options.frame_size[1]),
+        text_tokens=options.text_tokens,
+    )
+    if options.json_output:
+        payload = {
+            "ok": report.ok,
+            "device": report.device,
+            "precision": report.precision,
+            "image_tokens": report.image_tokens,
+            "tokens_per_example": report.tokens_per_example,
+            "estimate": report.estimate.as_dict() if report.estimate else None,
+            "findings": [asdict(f) for f in report.findings],
+            "hardware": asdict(facts),
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_report(report))
+    return 0 if report.ok else 1

@@ -1,0 +1,236 @@
+"""`sam2-finetune check`: the logic runs on hand-written HardwareFacts (an H100, an 8 GB card, a
+V100 without bf16, a CPU-only box); one slow test runs the real command on this machine."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sam2_finetune.cli import main
+from sam2_finetune.config import load_config
+from sam2_finetune.hardware import (
+    CheckReport,
+    GpuFacts,
+    HardwareFacts,
+    check_config,
+    format_report,
+    resolve_precision,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+GIB = 2**30
+VERSIONS = {"transformers": "5.23.0", "torch": "2.13.0"}
+
+
+def gpu_box(name="H100", memory_gib=80, bf16=True, count=1, bnb_error=None) -> HardwareFacts:
+    capability = (9, 0) if bf16 else (7, 0)
+    gpu = GpuFacts(name, memory_gib * GIB, capability, bf16)
+    return HardwareFacts(
+        cuda_available=True,
+        gpus=(gpu,) * count,
+        cpu_count=16,
+        ram_bytes=128 * GIB,
+        bitsandbytes_error=bnb_error,
+        versions=VERSIONS,
+    )
+
+
+CPU_BOX = HardwareFacts(
+    cuda_available=False, cpu_count=2, ram_bytes=24 * GIB, bitsandbytes_error=None,
+    versions=VERSIONS,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    # Presets name data folders relative to the repository root.
+    monkeypatch.chdir(REPO)
+
+
+def check(preset: str, facts: HardwareFacts, *overrides: str, **kwargs) -> CheckReport:
+    return check_config(load_config(preset=preset, overrides=list(overrides)), facts, **kwargs)
+
+
+def messages(report: CheckReport, level: str) -> str:
+    return "\n".join(f.message for f in report.findings if f.level == level)
+
+
+def test_quick_test_passes_cleanly_on_a_cpu_box():
+    report = check("quick_test", CPU_BOX)
+    assert report.ok and report.device == "cpu" and report.precision == "fp32"
+    assert messages(report, "warning") == ""
+    assert report.estimate is None and "tiny random model" in messages(report, "info")
+
+
+def test_production_fits_a_big_gpu_with_its_estimate_reported():
+    report = check("production", gpu_box(), "data.dataset=sample_data")
+    assert report.ok, format_report(report)
+    assert report.precision == "bf16" and report.image_tokens == 1196
+    assert report.estimate is not None and report.estimate.total < 80 * GIB
+    assert "fits the GPU's 80.0 GiB" in messages(report, "info")
+    assert "UNVERIFIED" in messages(report, "info")
+
+
+def test_too_little_gpu_memory_is_blocking_and_says_what_to_try():
+    report = check("production", gpu_box("RTX 4060", 8), "training.gradient_checkpointing=false")
+    assert not report.ok
+    error = messages(report, "error")
+    assert "exceeds the GPU's 8.0 GiB" in error
+    assert "training.gradient_checkpointing=true" in error and "data.max_pixels" in error
+
+
+def test_ultra_low_memory_runs_on_an_8_gb_gpu():
+    report = check("ultra_low_memory", gpu_box("RTX 4060", 8), "data.dataset=sample_data")
+    assert report.ok, format_report(report)
+
+
+def test_a_cuda_config_on_a_cpu_box_is_blocking():
+    report = check("production", CPU_BOX)
+    assert not report.ok
+    assert "CUDA is not available" in messages(report, "error")
+    # The estimate still describes the intended GPU run (bf16), not a CPU one.
+    assert report.precision == "bf16"
+    assert "fp32 on a GPU" not in messages(report, "warning")
+
+
+def test_cpu_warnings_four_bit_slow_real_checkpoint_slow_fp16_noop():
+    report = check(
+        "qwen2_vl/2b_lora",
+        CPU_BOX,
+        "hardware.device=cpu",
+        "model.quantization=4bit",
+        "training.precision=fp16",
+    )
+    warnings = messages(report, "warning")
+    assert "4bit quantisation on the CPU works" in warnings and "slow" in warnings
+    assert "on the CPU: expect minutes to hours per step" in warnings
+    assert "fp16 does nothing on the CPU" in warnings
+    assert report.ok  # slow is not broken
+
+
+def test_bf16_on_a_gpu_without_it_is_blocking_and_auto_picks_fp16():
+    v100 = gpu_box("V100", 32, bf16=False)
+    report = check("production", v100, "training.precision=bf16")
+    assert "has no bf16 support" in messages(report, "error")
+    config = load_config(preset="production")
+    assert resolve_precision(config, v100) == "fp16"
+    assert resolve_precision(config, gpu_box()) == "bf16"
+    assert resolve_precision(load_config(preset="quick_test"), gpu_box()) == "fp32"
+
+
+def test_fp16_on_a_bf16_gpu_and_fp32_on_a_gpu_are_warned():
+    assert "fp16 on a GPU that supports bf16" in messages(
+        check("production", gpu_box(), "training.precision=fp16"), "warning"
+    )
+    assert "fp32 on a GPU" in messages(
+        check("production", gpu_box(), "training.precision=fp32"), "warning"
+    )
+
+
+def test_unusable_bitsandbytes_blocks_quantisation_and_8_bit_optimizers():
+    report = check("production", gpu_box(bnb_error="ImportError: no libbitsandbytes_cuda"))
+    error = messages(report, "error")
+    assert "bitsandbytes is not usable here (ImportError: no libbitsandbytes_cuda)" in error
+    assert "paged_adamw_8bit needs bitsandbytes" in error
+
+
+@pytest.mark.parametrize("rate, words", [("1e-2", "too high"), ("1e-7", "too low")])
+def test_learning_rates_far_outside_lora_norms_are_warned(rate, words):
+    warnings = messages(check("production", gpu_box(), f"training.learning_rate={rate}"), "warning")
+    assert "far outside the usual range for lora" in warnings and words in warnings
+
+
+def test_lora_scale_far_from_recipes_is_warned():
+    report = check("production", gpu_box(), "model.lora_alpha=256")
+    assert "alpha/rank = 16" in messages(report, "warning")
+
+
+def test_more_processes_than_gpus_is_blocking():
+    report = check("production", gpu_box(count=2), "hardware.num_processes=4")
+    assert "only 2 GPU(s) are visible" in messages(report, "error")
+    assert report.ok is False
+
+
+def test_old_transformers_and_remote_code():
+    old = HardwareFacts(
+        cuda_available=True,
+        gpus=gpu_box().gpus,
+        bitsandbytes_error=None,
+        versions={"transformers": "4.44.2"},
+    )
+    assert "needs transformers >= 4.49.0, installed 4.44.2" in messages(
+        check("production", old), "error"
+    )
+    report = check("cogvlm/17b_qlora", gpu_box())
+    assert "trust_remote_code" in messages(report, "warning")
+    assert report.image_tokens == 1227
+
+
+def test_max_length_shorter_than_the_image_is_blocking():
+    report = check("production", gpu_box(), "data.max_length=1024")
+    assert "leaves no room for the answer" in messages(report, "error")
+    report = check("production", gpu_box(), "data.max_length=1300")
+    assert "may truncate answers" in messages(report, "warning")
+    # A smaller frame is fewer image tokens, and memory follows.
+    small = check("production", gpu_box(), frame_size=(640, 360))
+    large = check("production", gpu_box())
+    assert small.image_tokens < large.image_tokens and small.ok
+    assert small.estimate.total < large.estimate.total
+
+
+def test_missing_loggers_flash_attention_and_dataset():
+    report = check(
+        "production",
+        gpu_box(),
+        "output.loggers=[tensorboard, wandb]",
+        "model.attn_implementation=flash_attention_2",
+        "data.dataset=does/not/exist",
+    )
+    error = messages(report, "error")
+    if importlib.util.find_spec("wandb") is None:
+        assert "the wandb package is not installed" in error
+    if importlib.util.find_spec("flash_attn") is None:
+        assert "flash-attn package is not installed" in error
+    assert "data.dataset does/not/exist does not exist yet" in messages(report, "warning")
+
+
+def test_format_report_orders_errors_first_and_ends_with_a_verdict():
+    report = check("production", gpu_box("RTX 3060", 12), "training.precision=fp16")
+    text = format_report(report)
+    lines = text.splitlines()
+    levels = [line.split()[0] for line in lines[1:-1]]
+    assert levels == sorted(levels, key=["ERROR", "WARNING", "ok"].index)
+    assert levels[0] == "ERROR" and "WARNING" in levels  # 15 GiB on 12 GiB; fp16 on bf16
+    assert lines[-1].startswith("FAIL: 1 error(s)")
+
+
+def test_config_errors_exit_2_without_a_traceback(capsys):
+    assert main(["check", "quick_test", "--set", "training.learning_rate=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "training.learning_rate" in err and "> 0 and <= 1" in err
+    assert "Traceback" not in err
+    assert main(["check", "quick-test"]) == 2
+    assert "did you mean 'quick_test'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_real_check_command_on_this_machine():
+    """Gathers the real facts (imports torch, runs a 4-bit round trip) and reports as JSON."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sam2_finetune", "check", "quick_test", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["ok"] is True and payload["device"] in ("cpu", "cuda")
+    hardware = payload["hardware"]
+    assert hardware["cpu_count"] >= 1 and "torch" in hardware["versions"]
+    if not hardware["cuda_available"]:
+        # bitsandbytes >= 0.45 quantises on the CPU: the check found it usable.
+        assert hardware["bitsandbytes_error"] is None
