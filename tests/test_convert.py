@@ -656,3 +656,18 @@ def test_labels_a_format_cannot_write_are_refused(tmp_path):
             )
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_hf_shards_large_datasets_and_keeps_row_order(tmp_path, monkeypatch, hf_rows):
+    from datasets import Image, load_from_disk
+
+    import sam2_finetune.convert.hf as hf
+
+    monkeypatch.setattr(hf, "WRITER_BATCH_SIZE", 4)
+    monkeypatch.setattr(hf, "MAX_SHARD_BYTES", 100_000)
+    out = tmp_path / "sharded"
+    convert(ConvertOptions(exports=EXPORTS, to="hf", out=out))
+    shards = sorted(p.name for p in out.glob("data-*.arrow"))
+    assert len(shards) > 2 and shards[-1].endswith(f"-of-{len(shards):05d}.arrow")
+    rows = list(load_from_disk(str(out)).cast_column("image", Image(decode=False)))
+    assert rows == hf_rows

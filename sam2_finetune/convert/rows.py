@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,8 +199,15 @@ class RowStats:
     labels_used: set[str] = field(default_factory=set)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def image_format(data: bytes, location: str) -> tuple[str, int, int]:
     """(``"png"`` or ``"jpeg"``, width, height) from the image header, without decoding pixels."""
+    # A PNG states its size in the IHDR chunk, which must come first: no need for Pillow.
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return "png", width, height
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -313,7 +321,7 @@ def save_image(row: dict[str, Any], images_dir: Path) -> str:
     and return that path relative to ``images_dir`` (POSIX separators)."""
     data = row["image"]["bytes"]
     # iter_rows admitted only PNG and JPEG: the signature tells them apart.
-    suffix = "png" if data.startswith(b"\x89PNG") else "jpg"
+    suffix = "png" if data.startswith(_PNG_SIGNATURE) else "jpg"
     name = f"{row['video_id']}/frame_{row['frame_index']:06d}.{suffix}"
     target = images_dir / name
     target.parent.mkdir(parents=True, exist_ok=True)

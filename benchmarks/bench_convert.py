@@ -1,0 +1,132 @@
+"""Benchmark: convert the large generated export to the canonical HF dataset (``--to hf``).
+
+    .venv/bin/python benchmarks/bench_convert.py                 # 2000 frames x 8 objects
+    .venv/bin/python benchmarks/bench_convert.py --frames 4000 --repeat 3
+
+Reports, in one run:
+
+- frames/s of ``convert(--to hf)`` on the 1x export (``write_large_export``: 1280 x 720,
+  8 objects per frame with irregular 256 x 256 masks);
+- its ratio to the *ingest floor*: reading every ZIP member, ``json.loads`` of annotations.json
+  and parsing every mask's count string into integers (``masks.parse_counts``): what any reader
+  of the export must do at least. Target: within 10x;
+- the peak RSS of the conversion at 1x and 2x the frames. Target: 2x under 1.2 x the 1x figure
+  (memory stays flat: rows are streamed in small Arrow batches).
+
+Each conversion runs in a fresh process (its peak RSS is its own). The time is that of the
+``convert()`` call, with ``datasets`` already imported (an import costs the same at any size).
+The floor runs in this process. The fastest of ``--repeat`` runs is kept (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+
+def ingest_floor(path: Path) -> float:
+    """Seconds to read every member, parse annotations.json and every mask's count string."""
+    from sam2_finetune.masks import parse_counts
+
+    start = time.perf_counter()
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            archive.read(name)
+        annotations = json.loads(archive.read("annotations.json"))
+    for frame in annotations["annotations"]:
+        for obj in frame["objects"]:
+            parse_counts(obj["mask_rle"])
+    return time.perf_counter() - start
+
+
+def _child(path: Path, out: Path) -> dict[str, float]:
+    """One conversion in this (fresh) process."""
+    import datasets  # imported before the clock starts: a fixed cost
+
+    from sam2_finetune.convert import ConvertOptions, convert
+
+    datasets.disable_progress_bars()
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    result = convert(ConvertOptions(exports=[path], to="hf", out=out, overwrite=True))
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert "torch" not in sys.modules
+    return {
+        "seconds": seconds,
+        "rows": result.rows,
+        "objects": result.objects,
+        "rss_after_imports_mb": before_mb,
+        "peak_rss_mb": peak_mb,
+    }
+
+
+def _measure(path: Path, out: Path) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(path), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=2000, help="Frames of the 1x export.")
+    parser.add_argument("--objects", type=int, default=8, help="Objects per frame.")
+    parser.add_argument("--repeat", type=int, default=2, help="Runs per size; fastest is kept.")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(Path(args.child[0]), Path(args.child[1]))))
+        return
+
+    from sam2_finetune.synthetic import write_large_export
+
+    with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
+        work = Path(tmp)
+        exports = {
+            scale: write_large_export(
+                work / f"large_{scale}x.zip", n_frames=args.frames * scale, n_objects=args.objects
+            )
+            for scale in (1, 2)
+        }
+        floor = min(ingest_floor(exports[1]) for _ in range(max(args.repeat, 3)))
+        runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+        for _ in range(args.repeat):
+            for scale in (1, 2):  # alternate sizes so both see the same machine load
+                runs[scale].append(_measure(exports[scale], work / f"hf_{scale}x"))
+        best = {scale: min(r, key=lambda m: m["seconds"]) for scale, r in runs.items()}
+        rss = {scale: min(m["peak_rss_mb"] for m in r) for scale, r in runs.items()}
+
+    one, two = best[1], best[2]
+    ratio = one["seconds"] / floor
+    rss_ratio = rss[2] / rss[1]
+    print(f"export 1x: {args.frames} frames x {args.objects} objects, 1280 x 720")
+    print(f"ingest floor (1x)          {floor:8.3f} s")
+    print(
+        f"convert --to hf (1x)       {one['seconds']:8.3f} s  "
+        f"{one['rows'] / one['seconds']:8.0f} frames/s  {ratio:5.1f}x the floor "
+        f"({'OK' if ratio <= 10 else 'ABOVE'} target 10x)"
+    )
+    print(
+        f"convert --to hf (2x)       {two['seconds']:8.3f} s  "
+        f"{two['rows'] / two['seconds']:8.0f} frames/s"
+    )
+    print(
+        f"peak RSS 1x / 2x           {rss[1]:8.0f} / {rss[2]:.0f} MB  ratio {rss_ratio:.3f} "
+        f"({'OK' if rss_ratio < 1.2 else 'ABOVE'} target 1.2); "
+        f"{one['rss_after_imports_mb']:.0f} MB after imports"
+    )
+
+
+if __name__ == "__main__":
+    main()
