@@ -44,8 +44,8 @@ _BPE_VOCAB = 512  # BPE tokens before the family's special tokens (256 of them a
 
 # Families whose modelling code is not in transformers: offline tiny models cannot exist.
 REMOTE_CODE_FAMILIES: dict[str, str] = {
-    "minicpm_v": "MiniCPM-V (openbmb/MiniCPM-V-2_6 and later)",
-    "cogvlm": "CogVLM (THUDM/cogvlm-chat-hf, cogvlm2)",
+    "minicpm_v": "MiniCPM-V 2.6 (openbmb/MiniCPM-V-2_6)",
+    "cogvlm": "CogVLM (THUDM/cogvlm-chat-hf, THUDM/cogvlm2-llama3-chat-19B)",
 }
 
 _LABELS = ("person", "car", "dog", "cat", "bicycle", "truck", "bird", "horse", "ball", "chair")
@@ -708,8 +708,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
 
 
 class TinyModelOptions(BaseModel):
-    """Build a tiny random model of a family (real architecture and processor at toy size,
-    random weights, no download) for tests, demos and the quick_test preset."""
+    """Build a tiny random model of a family (no download) for tests, demos and quick_test."""
 
     model_config = ConfigDict(extra="forbid")
 
