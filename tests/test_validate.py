@@ -684,3 +684,12 @@ def test_sample_raw_frames_clear_the_overlay_warning():
     )
     assert "overlay-images" not in codes(report.findings)
     assert report.counts["error"] == 0 and report.counts["warning"] == 0
+
+
+def test_docs_list_every_rule_and_option():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "validate.md").read_text()
+    for code in RULES:
+        assert f"| `{code}` |" in text, code
+    for name, field in ValidateOptions.model_fields.items():
+        if name != "inputs":
+            assert f"`--{(field.alias or name).replace('_', '-')}`" in text, name

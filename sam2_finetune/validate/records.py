@@ -208,7 +208,8 @@ def _export_object(obj: Any, raw: dict[str, Any], width: int, height: int) -> Ob
         mh, mw = obj.mask_size
         sx, sy = width / mw, height / mh
         bbox = (raw_bbox[0] * sx, raw_bbox[1] * sy, raw_bbox[2] * sx, raw_bbox[3] * sy)
-    mask_bbox = rle_bbox(obj.mask) if obj.mask is not None and obj.area > 0 else None
+    # Ingest's box is the mask's own (toBbox) box, computed while rescaling: no second pass.
+    mask_bbox = obj.bbox if obj.mask is not None and obj.area > 0 else None
     return ObjectRecord(
         track_id=obj.track_id,
         label=obj.label,
@@ -224,11 +225,11 @@ def _export_object(obj: Any, raw: dict[str, Any], width: int, height: int) -> Ob
 
 
 def _is_box(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    )
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        return False
+    x, y, w, h = value
+    # type() rather than isinstance(): JSON booleans are ints to isinstance.
+    return all(type(v) is int or type(v) is float for v in (x, y, w, h))
 
 
 def _read_image(

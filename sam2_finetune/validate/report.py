@@ -217,7 +217,8 @@ def recommendations(
         out.append(
             "**Relabel** before converting: "
             + ", ".join(f"`{a}` -> `{b}`" for a, b in relabel.items())
-            + " (the map is below, as JSON)."
+            + ". Save the map below as `relabel.json` and pass `sam2-finetune convert ... "
+            "--label-map relabel.json` (`--normalize-labels` alone folds case and whitespace)."
         )
     if not out:
         out.append("Nothing to fix: the data passed every rule.")
