@@ -381,6 +381,15 @@ def load_model(
     if isinstance(dtype, str) and dtype != "auto":
         import torch
 
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ModelError(
+                describe(
+                    "unknown dtype",
+                    field="dtype",
+                    expected="a torch dtype name such as bfloat16, float16, float32, or auto",
+                    found=repr(dtype),
+                )
+            )
         dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {}
     if dtype is not None:

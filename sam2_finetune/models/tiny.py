@@ -629,7 +629,9 @@ def build_tiny_model(family: str, out_dir: Path, *, seed: int = 0, overwrite: bo
     return out_dir
 
 
-def _build_into(family: str, builder: Callable[[], tuple[Any, Any]], folder: Path, seed: int):
+def _build_into(
+    family: str, builder: Callable[[], tuple[Any, Any]], folder: Path, seed: int
+) -> None:
     import torch
 
     # fork_rng: building must not move the caller's random state (tests, training seeds).

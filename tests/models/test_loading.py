@@ -187,3 +187,5 @@ def test_dtype_by_name_and_tiny_reference(tmp_path, monkeypatch):
     model = load_model("tiny:gemma3", "gemma3", dtype="bfloat16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert type(load_processor("tiny:gemma3", "gemma3")).__name__ == "Gemma3Processor"
+    with pytest.raises(ModelError, match=r"unknown dtype.*'bf16'"):
+        load_model("tiny:gemma3", "gemma3", dtype="bf16")
