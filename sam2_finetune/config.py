@@ -363,7 +363,7 @@ class OutputSection(BaseModel):
     )
     overwrite: bool = Field(False, description="Replace a non-empty run folder.")
     loggers: list[Logger] = Field(
-        ["tensorboard"], description="Where metrics go besides the run's JSON log."
+        ["tensorboard"], description="Metric loggers (transformers report_to); [] for none."
     )
 
 

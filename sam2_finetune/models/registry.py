@@ -800,6 +800,9 @@ def format_models_table(rows: list[ModelsRow], options: ModelsOptions) -> str:
         f"{options.text_tokens} text tokens, LoRA rank {options.lora_rank} on every LM linear "
         f"layer, AdamW, bf16, gradient checkpointing "
         f"{'on' if options.gradient_checkpointing else 'off'}, vision tower frozen.",
+        "QLoRA columns assume peft's prepare_model_for_kbit_training, which upcasts every "
+        "unquantised weight (vision tower, embeddings) to fp32: for small models that costs more "
+        "than quantisation saves.",
         "UNVERIFIED: not yet compared with a measured GPU peak (no GPU was available); the "
         "formula is in docs/models.md.",
     ]
