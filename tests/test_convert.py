@@ -671,3 +671,20 @@ def test_hf_shards_large_datasets_and_keeps_row_order(tmp_path, monkeypatch, hf_
     assert len(shards) > 2 and shards[-1].endswith(f"-of-{len(shards):05d}.arrow")
     rows = list(load_from_disk(str(out)).cast_column("image", Image(decode=False)))
     assert rows == hf_rows
+
+
+def test_raw_frames_from_the_source_video(tmp_path):
+    pytest.importorskip("av")
+    result = convert(
+        ConvertOptions(
+            exports=[EXPORTS[0]],
+            frames=[str(SAMPLE / "street_scene.mp4")],
+            to="coco",
+            out=tmp_path / "c",
+            keep_empty=True,
+        )
+    )
+    listed = _expected(EXPORTS[0])["all"]
+    assert result.rows == len(listed) and result.overlay_rows == 0
+    images = sorted((tmp_path / "c" / "images").rglob("*.png"))
+    assert len(images) == len(listed)
