@@ -372,6 +372,10 @@ def test_refuses_a_non_empty_output_without_overwrite(tmp_path):
     # An empty folder is fine.
     (tmp_path / "empty").mkdir()
     convert(ConvertOptions(exports=[EXPORTS[0]], to="coco", out=tmp_path / "empty"))
+    # The renamed temporary folder has the usual permissions, not mkdtemp's private 0700.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def _export_with_a_damaged_late_image(tmp_path: Path) -> Path:
