@@ -267,12 +267,13 @@ def to_markdown(report: ValidationReport, chart: str | None, examples: int = 5) 
         f"| {t['classes']} |",
         "",
     ]
-    groups = report.by_code()
+    # Most severe first; within a severity, in the order of the rules table.
+    groups = dict(
+        sorted(report.by_code().items(), key=lambda kv: SEVERITIES.index(RULES[kv[0]].severity))
+    )
     if groups:
         lines += ["| rule | severity | count | what |", "| --- | --- | ---: | --- |"]
-        for code, items in sorted(
-            groups.items(), key=lambda kv: SEVERITIES.index(RULES[kv[0]].severity)
-        ):
+        for code, items in groups.items():
             rule = RULES[code]
             lines.append(f"| [`{code}`](#{code}) | {rule.severity} | {len(items)} | {rule.title} |")
         lines.append("")
@@ -318,7 +319,8 @@ def to_markdown(report: ValidationReport, chart: str | None, examples: int = 5) 
         lines.append("")
     d = report.density
     lines += [
-        f"Visible objects per frame (over the {d.frames_with_objects} frames with objects): "
+        f"Visible objects per frame (over the {d.frames_with_objects} frames with visible "
+        "objects): "
         f"mean {d.mean:.2f}, median {d.median:g}, 95th percentile {d.p95:g}, max {d.max}; "
         f"over all {d.frames} listed frames: mean {d.mean_all_frames:.2f}.",
         "",
