@@ -253,14 +253,15 @@ def iter_rows(
     category = {label: i for i, label in enumerate(labels)}
     for export in exports:
         video = export.video
-        for position, raw in enumerate(export.raw_frames):
+        # Every frame in order (ingest converts them in chunks; frames without an image are
+        # the demo's empty ones, cheap to convert).
+        for frame in export.frames:
             stats.frames_listed += 1
-            index = raw["frame_index"]
-            ref = export.images.get(index)
+            index = frame.frame_index
+            ref = frame.image
             if ref is None:
                 stats.skipped_no_image += 1
                 continue
-            frame = export.frames[position]  # rescales this frame's masks, only now
             objects = []
             for obj in frame.visible_objects:
                 label = label_map(obj.label)
