@@ -296,6 +296,9 @@ def test_label_map_file_errors_are_all_reported(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(OptionsError, match="not valid"):
         load_label_map(tmp_path / "broken.json")
+    (tmp_path / "broken.yaml").write_text("a: [b\n")
+    with pytest.raises(OptionsError, match="not valid"):
+        load_label_map(tmp_path / "broken.yaml")
     with pytest.raises(OptionsError, match="cannot read"):
         load_label_map(tmp_path / "missing.yaml")
     good = tmp_path / "good.json"

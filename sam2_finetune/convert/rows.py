@@ -75,20 +75,14 @@ def load_label_map(path: str | Path | None, normalize: bool = False) -> LabelMap
                 fix="pass an existing YAML or JSON file to --label-map",
             )
         ) from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml  # YAML is a superset of JSON: any other suffix reads both
+    import yaml
 
-            data = yaml.safe_load(text)
-    except (json.JSONDecodeError, ValueError) as exc:
+    try:
+        # YAML is a superset of JSON: any suffix but .json is read as YAML, which reads both.
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError is a ValueError
         raise OptionsError(
             describe(f"not valid JSON/YAML ({exc})", file=path, fix="repair the label map file")
-        ) from None
-    except Exception as exc:  # yaml.YAMLError; yaml is imported lazily
-        raise OptionsError(
-            describe(f"not valid YAML ({exc})", file=path, fix="repair the label map file")
         ) from None
     if data is None:
         data = {}
