@@ -6,27 +6,36 @@ folders, ``fps`` vs ``source_fps``) are handled here so no later stage sees them
 
 >>> export = read_export("sample_data/street_scene.zip")  # doctest: +SKIP
 >>> export.video.width, len(export.frames)                 # doctest: +SKIP
-(320, 12)
+(320, 40)
 >>> frame = export.frames[0]; frame.objects[0].bbox        # doctest: +SKIP
-(40.0, 22.5, 60.0, 45.0)
+(40.0, 22.0, 60.0, 45.0)
 
-Frames are decoded lazily: ``export.frames[i]`` converts that frame's masks when asked, so memory
-stays flat however long the video is. Images are never decoded until ``ImageRef.open()``.
+Frames are converted lazily: ``export.frames[i]`` rescales that frame's masks when asked, so
+memory stays flat however long the video is. Images are never read until ``ImageRef.read_bytes()``
+or ``ImageRef.open()``. Archives are read member by member, never extracted, and refused before
+anything is read when their central directory looks hostile (see :class:`ArchiveLimits`).
 """
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
 import stat
+import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, overload
+from typing import IO, Any, Literal, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,11 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sam2_finetune.errors import ExportError, MaskError, UnsafeArchiveError, describe
 from sam2_finetune.masks import (
     Rle,
+    counts_to_rles,
     decode_compressed_counts,
     encode_counts,
     parse_counts,
-    resize_counts,
-    rle_bbox,
     square_side,
 )
 
@@ -46,8 +54,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 # Preference when one frame index has several candidate images.
 _IMAGE_DIRS = ("images", "frames", "data")
-_JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|\._)")
+# macOS "Compress" adds __MACOSX/ (resource forks), .DS_Store and ._name files; Windows Thumbs.db.
+_JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|\._|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+# Ratios are only judged on members big enough to hurt; tiny members compress arbitrarily well.
+_RATIO_MIN_BYTES = 1024**2
+# Nested ZIPs are copied to an anonymous temporary file (memory first, disk past this size):
+# zipfile needs random access, which a compressed member does not offer cheaply.
+_SPOOL_BYTES = 64 * 1024**2
+_MASK_KEYS = ("mask_rle", "segmentation", "mask")
+_SAM2_SIDE = 256
 
 MaskForm = Literal["sam2_string", "coco_compressed", "coco_uncompressed"]
 ImageKind = Literal["overlay", "raw"]
@@ -59,20 +75,28 @@ ImageKind = Literal["overlay", "raw"]
 
 
 class ArchiveLimits(BaseModel):
-    """Bounds that refuse zip bombs from the central directory alone, before reading a byte."""
+    """Bounds that refuse hostile archives from the central directory alone, before a byte of any
+    member is decompressed. Raise them for a trusted export that trips one; the error says which.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     max_total_bytes: int = Field(
-        32 * 1024**3, gt=0, description="Largest total uncompressed size of an archive, in bytes."
+        64 * 1024**3, gt=0, description="Largest total uncompressed size of an archive, in bytes."
+    )
+    max_member_bytes: int = Field(
+        4 * 1024**3,
+        gt=0,
+        description="Largest uncompressed size of one member (one member is read at a time).",
     )
     max_ratio: float = Field(
         200.0,
         gt=1,
-        description="Largest compression ratio of one member larger than 1 MiB "
-        "(PNG and JSON exports stay far below it).",
+        description="Largest compression ratio of a member over 1 MiB, and of the whole archive. "
+        "Real exports stay below about 130 (a static scene's annotations.json); deflated zeros, "
+        "the usual bomb, reach 230 even at the fastest level and 1000 at the default one.",
     )
-    max_members: int = Field(1_000_000, gt=0, description="Most entries an archive may hold.")
+    max_members: int = Field(200_000, gt=0, description="Most entries an archive may hold.")
     max_nesting: int = Field(2, ge=0, description="How deep ZIPs inside ZIPs are followed.")
 
 
@@ -120,20 +144,32 @@ class ImageRef:
 
     def open(self) -> Any:
         """Decode with Pillow and return a ``PIL.Image.Image`` in RGB."""
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
-        with Image.open(io.BytesIO(self.read_bytes())) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(io.BytesIO(self.read_bytes())) as image:
+                return image.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise ExportError(
+                describe(
+                    f"image cannot be decoded ({exc})",
+                    file=self.location,
+                    expected=f"a {self.format.upper()} image",
+                    fix="re-export the video, or pass raw frames with --frames",
+                )
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectAnnotation:
     """One tracked object in one frame, in image pixels.
 
-    ``mask`` is a compressed COCO RLE at the image size; ``bbox`` is ``[x, y, w, h]`` scaled from
-    the export's own box (or the mask's box when the export has none); ``area`` counts the mask's
-    pixels at image size. ``is_empty`` marks a lost or occluded object (all-zero mask). ``error``
-    is set, and ``mask`` is None, only when reading with ``strict=False`` and the mask is broken.
+    ``mask`` is a compressed COCO RLE at the image size; ``bbox`` is the mask's own box
+    ``[x, y, w, h]`` at image size (as ``pycocotools.mask.toBbox``: integers, inclusive extents);
+    ``area`` counts the mask's pixels at image size. ``is_empty`` marks a lost or occluded object
+    (all-zero mask; box and area 0). ``mask_form`` and ``mask_size`` say how the export stored it.
+    ``error`` is set, and ``mask`` is None, only when reading with ``strict=False`` and the
+    object is broken (its ``track_id`` is -1 when the export gives no integer ``object_id``).
     """
 
     track_id: int
@@ -168,18 +204,26 @@ class Frame:
         return tuple(o for o in self.objects if not o.is_empty and o.mask is not None)
 
 
+# Frames converted together: their masks are rescaled in one vectorised batch, which costs about
+# half as much per mask as one frame at a time. Memory stays bounded by one chunk.
+_CHUNK_FRAMES = 16
+
+
 class FrameSequence(Sequence[Frame]):
-    """The export's frames, converted on access (nothing is cached: memory stays flat)."""
+    """The export's frames, converted on access. Nothing is kept but the last chunk of frames
+    read in order (memory stays flat); in-order reads, by iteration or by increasing index, are
+    converted a chunk at a time, which is faster."""
 
     def __init__(
         self,
         raw: list[dict[str, Any]],
-        build: Callable[[dict[str, Any]], Frame],
+        build: Callable[[Sequence[dict[str, Any]]], list[Frame]],
         source: _Source | None = None,
     ):
         self._raw = raw
-        self._build = build
+        self._build = build  # raw frame entries -> Frames
         self._source = source  # keeps the archive open while frames are read
+        self._chunk: tuple[int, list[Frame]] = (0, [])
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -190,21 +234,33 @@ class FrameSequence(Sequence[Frame]):
     def __getitem__(self, index: slice) -> list[Frame]: ...
     def __getitem__(self, index: int | slice) -> Frame | list[Frame]:
         if isinstance(index, slice):
-            return [self._build(r) for r in self._raw[index]]
-        return self._build(self._raw[index])
+            return self._build(self._raw[index])
+        n = len(self._raw)
+        if not -n <= index < n:
+            raise IndexError(f"frame position {index} out of range (the export lists {n})")
+        index %= n
+        start, frames = self._chunk
+        if start <= index < start + len(frames):
+            return frames[index - start]
+        if index == start + len(frames):  # reading in order: convert the next chunk at once
+            frames = self._build(self._raw[index : index + _CHUNK_FRAMES])
+            self._chunk = (index, frames)
+            return frames[0]
+        return self._build(self._raw[index : index + 1])[0]
 
     def __iter__(self) -> Iterator[Frame]:
-        for raw in self._raw:
-            yield self._build(raw)
+        for start in range(0, len(self._raw), _CHUNK_FRAMES):
+            yield from self._build(self._raw[start : start + _CHUNK_FRAMES])
 
 
 @dataclass(frozen=True)
 class Export:
     """One SAM2 export (one video): its video info and its frames sorted by ``frame_index``.
 
-    ``raw_frames`` holds the annotations.json frame entries as parsed (for the fast summary and for
-    validation rules that look at the data as written); ``frames`` converts them lazily;
-    ``images`` maps frame index to its image (overlay or raw).
+    ``raw_frames`` holds the annotations.json frame entries as parsed, sorted the same way (for
+    the fast summary and for validation rules that look at the data as written); ``frames``
+    converts them lazily; ``images`` maps frame index to its image (overlay or raw). Use it as a
+    context manager, or call :meth:`close`, to release the archive.
     """
 
     source: Path
@@ -228,119 +284,240 @@ class Export:
         if self.frames._source is not None:
             self.frames._source.close()
 
+    def __enter__(self) -> Export:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 # --------------------------------------------------------------------------------------------
 # Sources: a ZIP (maybe nested) or a folder, read member by member, refusing hostile entries
 # --------------------------------------------------------------------------------------------
 
 
-def check_archive(archive: zipfile.ZipFile, name: str, limits: ArchiveLimits) -> None:
-    """Refuse path traversal, absolute paths, symlinks and zip bombs, from the directory alone."""
+def _unsafe(problem: str, name: str, member: str | None = None, **kw: Any) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        describe(f"{problem}; refusing the archive", file=name, member=member, **kw)
+    )
+
+
+def check_archive(
+    archive: zipfile.ZipFile,
+    name: str,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+    archive_bytes: int | None = None,
+) -> None:
+    """Refuse path traversal, absolute paths, symlinks and zip bombs, from the directory alone.
+
+    ``archive_bytes`` (the ZIP file's own size) adds two checks: members whose data would lie
+    past the end of the file, and members sharing their compressed data (overlapping entries,
+    the construction of the biggest known bombs), both betrayed by compressed sizes that add up
+    to more than the file holds.
+    """
     infos = archive.infolist()
     if len(infos) > limits.max_members:
-        raise UnsafeArchiveError(
-            describe(
-                "archive has too many entries",
-                file=name,
-                expected=f"at most {limits.max_members}",
-                found=len(infos),
-                fix="check the file is a SAM2 export; raise ArchiveLimits.max_members if it is",
-            )
+        raise _unsafe(
+            "archive has too many entries",
+            name,
+            expected=f"at most {limits.max_members}",
+            found=len(infos),
+            fix="check the file is a SAM2 export; raise ArchiveLimits.max_members if it is",
         )
+    relative_fix = "re-create the ZIP from the export folder with relative paths"
     total = 0
+    compressed = 0
     for info in infos:
         member = info.filename
-        parts = PurePosixPath(member.replace("\\", "/")).parts
-        if member.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", member):
-            raise UnsafeArchiveError(
-                describe(
-                    "entry has an absolute path; refusing the archive",
-                    file=name,
-                    member=member,
-                    fix="re-create the ZIP from the export folder with relative paths",
-                )
-            )
-        if ".." in parts:
-            raise UnsafeArchiveError(
-                describe(
-                    "entry climbs out of the archive with '..'; refusing the archive",
-                    file=name,
-                    member=member,
-                    fix="re-create the ZIP from the export folder with relative paths",
-                )
+        posix = member.replace("\\", "/")
+        if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+            raise _unsafe("entry has an absolute path", name, member, fix=relative_fix)
+        if ".." in PurePosixPath(posix).parts:
+            raise _unsafe(
+                "entry climbs out of the archive with '..'", name, member, fix=relative_fix
             )
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise UnsafeArchiveError(
-                describe(
-                    "entry is a symbolic link; refusing the archive",
-                    file=name,
-                    member=member,
-                    fix="re-create the ZIP without links (zip without --symlinks)",
-                )
+            raise _unsafe(
+                "entry is a symbolic link",
+                name,
+                member,
+                fix="re-create the ZIP without links (zip without --symlinks)",
             )
-        total += info.file_size
-        if info.file_size > 1024**2 and info.file_size > limits.max_ratio * max(
+        if info.file_size > limits.max_member_bytes:
+            raise _unsafe(
+                "entry would expand past the size limit of one member (zip bomb?)",
+                name,
+                member,
+                expected=f"at most {limits.max_member_bytes} bytes",
+                found=f"{info.file_size} bytes",
+                fix="if the file is trusted, raise ArchiveLimits.max_member_bytes",
+            )
+        if info.file_size > _RATIO_MIN_BYTES and info.file_size > limits.max_ratio * max(
             info.compress_size, 1
         ):
-            raise UnsafeArchiveError(
-                describe(
-                    "entry expands far more than real exports do (zip bomb?); refusing the archive",
-                    file=name,
-                    member=member,
-                    expected=f"compression ratio at most {limits.max_ratio:g}",
-                    found=f"{info.file_size / max(info.compress_size, 1):.0f}",
-                    fix="if the file is trusted, raise ArchiveLimits.max_ratio",
-                )
+            raise _unsafe(
+                "entry expands far more than real exports do (zip bomb?)",
+                name,
+                member,
+                expected=f"compression ratio at most {limits.max_ratio:g}",
+                found=f"{info.file_size / max(info.compress_size, 1):.0f}",
+                fix="if the file is trusted, raise ArchiveLimits.max_ratio",
+            )
+        total += info.file_size
+        compressed += info.compress_size
+        if archive_bytes is not None and info.header_offset + info.compress_size > archive_bytes:
+            raise _unsafe(
+                "entry's data lies past the end of the file (truncated or forged)",
+                name,
+                member,
+                expected=f"data within the file's {archive_bytes} bytes",
+                found=f"offset {info.header_offset} + {info.compress_size} bytes",
+                fix="download the export again",
             )
     if total > limits.max_total_bytes:
-        raise UnsafeArchiveError(
+        raise _unsafe(
+            "archive would expand past the size limit (zip bomb?)",
+            name,
+            expected=f"at most {limits.max_total_bytes} bytes",
+            found=f"{total} bytes",
+            fix="if the file is trusted, raise ArchiveLimits.max_total_bytes",
+        )
+    if archive_bytes is not None:
+        if compressed > archive_bytes:
+            raise _unsafe(
+                "entries share their compressed data (overlapping entries: a zip bomb)",
+                name,
+                expected=f"compressed sizes adding up to at most the file's {archive_bytes} bytes",
+                found=f"{compressed} bytes",
+                fix="do not use this file",
+            )
+        if total > _RATIO_MIN_BYTES and total > limits.max_ratio * max(archive_bytes, 1):
+            raise _unsafe(
+                "archive expands far more than real exports do (zip bomb?)",
+                name,
+                expected=f"compression ratio at most {limits.max_ratio:g}",
+                found=f"{total / max(archive_bytes, 1):.0f}",
+                fix="if the file is trusted, raise ArchiveLimits.max_ratio",
+            )
+
+
+def _spool_member(archive: zipfile.ZipFile, member: str, label: str) -> IO[bytes]:
+    """Copy one member (a nested ZIP) to an anonymous temporary file, streaming."""
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 (returned)
+    try:
+        with archive.open(member) as stream:
+            shutil.copyfileobj(stream, spool, 1024**2)
+    except _READ_ERRORS as exc:
+        spool.close()
+        raise _read_error(exc, label, member) from None
+    spool.seek(0)
+    return spool
+
+
+# What reading a damaged member raises: zipfile's own errors, zlib/bz2/lzma errors, EOF on a
+# truncated file, RuntimeError for encrypted members, NotImplementedError for unknown methods.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
+def _read_error(exc: BaseException, label: str, member: str) -> ExportError:
+    if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+        return ExportError(
             describe(
-                "archive would expand past the size limit (zip bomb?); refusing the archive",
-                file=name,
-                expected=f"at most {limits.max_total_bytes} bytes",
-                found=f"{total} bytes",
-                fix="if the file is trusted, raise ArchiveLimits.max_total_bytes",
+                "member is encrypted",
+                file=label,
+                member=member,
+                fix="re-create the ZIP without a password",
             )
         )
+    return ExportError(
+        describe(
+            f"member cannot be read ({type(exc).__name__}: {exc})",
+            file=label,
+            member=member,
+            fix="download the export again; the archive is damaged (or forged)",
+        )
+    )
 
 
 class _Source:
-    """Members of an export root inside a ZIP (possibly inside another ZIP) or a folder."""
+    """Members of an export root inside a ZIP (possibly inside another ZIP) or a folder.
+
+    Picklable: a copy reopens the same path (so exports can cross process boundaries).
+    """
 
     def __init__(self, path: Path, limits: ArchiveLimits):
         self.path = path
         self.limits = limits
         self._zip: zipfile.ZipFile | None = None
+        self._spools: list[IO[bytes]] = []
+        self._dir: Path | None = None
         self.root = ""  # prefix of the export inside the ZIP, "" or "folder/"
         self.label = str(path)
         if path.is_dir():
-            self._dir: Path | None = path
-            self._open_folder()
-        else:
-            self._dir = None
+            self._open_folder(path)
+        elif path.exists():
             self._open_zip()
+        else:
+            raise ExportError(
+                describe(
+                    "no such file or folder",
+                    file=path,
+                    fix="check the path (a sam2_export_*.zip or its extracted folder)",
+                )
+            )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Source, (self.path, self.limits))
 
     # -- folders ------------------------------------------------------------------------------
-    def _open_folder(self) -> None:
-        assert self._dir is not None
-        if (self._dir / "annotations.json").is_file():
+    def _open_folder(self, folder: Path) -> None:
+        links = []
+        for dirpath, dirnames, filenames in os.walk(folder):
+            here = Path(dirpath)
+            links += [here / n for n in dirnames + filenames if (here / n).is_symlink()]
+        if links:
+            raise UnsafeArchiveError(
+                describe(
+                    "export folder holds symbolic links; refusing it",
+                    file=folder,
+                    member=links[0].relative_to(folder).as_posix(),
+                    found=f"{len(links)} link(s)",
+                    fix="copy the real files into the export folder instead of linking them",
+                )
+            )
+        if (folder / "annotations.json").is_file():
+            self._dir = folder
             return
+        # An export one level down: what unzipping a re-zipped export gives.
         candidates = sorted(
             p.parent
-            for p in self._dir.glob("*/annotations.json")
-            if not _JUNK.search(p.relative_to(self._dir).as_posix())
+            for p in folder.glob("*/annotations.json")
+            if not _JUNK.search(p.relative_to(folder).as_posix())
         )
         if len(candidates) == 1:
             self._dir = candidates[0]
             self.label = str(self._dir)
             return
+        zips = sorted(p.name for p in folder.glob("*.zip"))
         raise ExportError(
             describe(
-                "no annotations.json in the export folder",
-                file=self.path,
+                "the folder holds several exports"
+                if candidates
+                else "no annotations.json in the export folder",
+                file=folder,
                 expected="annotations.json at the top or in one sub-folder",
-                found=f"{len(candidates)} candidates" if candidates else "none",
-                fix="pass the folder that holds annotations.json, or the ZIP the SAM2 demo wrote",
+                found=", ".join(c.name for c in candidates[:5])
+                or (f"no annotations.json; ZIPs: {', '.join(zips[:3])}" if zips else "none"),
+                fix="pass each export separately"
+                if candidates
+                else "pass the folder that holds annotations.json, or the export ZIP itself",
             )
         )
 
@@ -348,11 +525,7 @@ class _Source:
     def _open_zip(self) -> None:
         try:
             archive = zipfile.ZipFile(self.path)
-        except FileNotFoundError:
-            raise ExportError(
-                describe("no such file", file=self.path, fix="check the path")
-            ) from None
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise ExportError(
                 describe(
                     f"not a readable ZIP ({exc})",
@@ -361,60 +534,83 @@ class _Source:
                 )
             ) from None
         label = str(self.path)
-        for depth in range(self.limits.max_nesting + 1):
-            check_archive(archive, label, self.limits)
-            names = [n for n in archive.namelist() if not _JUNK.search(n)]
-            annotations = [n for n in names if PurePosixPath(n).name == "annotations.json"]
-            if len(annotations) == 1:
-                self._zip = archive
-                self.label = label
-                parent = str(PurePosixPath(annotations[0]).parent)
-                self.root = "" if parent == "." else parent + "/"
-                return
-            if len(annotations) > 1:
-                raise ExportError(
-                    describe(
-                        "archive holds several exports",
-                        file=label,
-                        expected="one annotations.json",
-                        found=", ".join(annotations[:5]),
-                        fix="pass each export separately (one ZIP or folder per video)",
+        size = self.path.stat().st_size
+        depth = 0
+        try:
+            while True:
+                check_archive(archive, label, self.limits, size)
+                names = [n for n in archive.namelist() if not _JUNK.search(n)]
+                annotations = [n for n in names if PurePosixPath(n).name == "annotations.json"]
+                if len(annotations) == 1:
+                    self._zip = archive
+                    self.label = label
+                    parent = str(PurePosixPath(annotations[0]).parent)
+                    self.root = "" if parent == "." else parent + "/"
+                    return
+                if len(annotations) > 1:
+                    raise ExportError(
+                        describe(
+                            "archive holds several annotations.json",
+                            file=label,
+                            expected="one export (one annotations.json) per ZIP",
+                            found=", ".join(annotations[:5]),
+                            fix="pass each export separately (one ZIP or folder per video)",
+                        )
                     )
-                )
-            inner = [n for n in names if n.lower().endswith(".zip")]
-            if len(inner) != 1 or depth == self.limits.max_nesting:
-                break
-            data = archive.read(inner[0])
+                inner = [n for n in names if n.lower().endswith(".zip")]
+                if len(inner) != 1:
+                    raise ExportError(
+                        describe(
+                            "no annotations.json in the archive",
+                            file=label,
+                            expected="annotations.json (at the top, in one folder, or in one "
+                            "ZIP inside)",
+                            found=f"{len(inner)} ZIPs inside" if inner else "none",
+                            fix="pass the sam2_export_*.zip the SAM2 demo wrote",
+                        )
+                    )
+                if depth == self.limits.max_nesting:
+                    raise _unsafe(
+                        "ZIPs are nested deeper than allowed",
+                        label,
+                        inner[0],
+                        expected=f"at most {self.limits.max_nesting} ZIP(s) inside the ZIP",
+                        found="one more",
+                        fix="pass the inner export ZIP itself, or raise ArchiveLimits.max_nesting",
+                    )
+                spool = _spool_member(archive, inner[0], label)
+                self._spools.append(spool)
+                size = spool.seek(0, io.SEEK_END)
+                spool.seek(0)
+                archive.close()
+                label = f"{label}!{inner[0]}"
+                depth += 1
+                try:
+                    archive = zipfile.ZipFile(spool)  # type: ignore[arg-type]
+                except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                    raise ExportError(
+                        describe(
+                            f"nested ZIP is not readable ({exc})",
+                            file=label,
+                            fix="re-create the outer ZIP, or pass the inner export directly",
+                        )
+                    ) from None
+        except BaseException:
             archive.close()
-            label = f"{label}!{inner[0]}"
-            try:
-                archive = zipfile.ZipFile(io.BytesIO(data))
-            except zipfile.BadZipFile:
-                raise ExportError(
-                    describe("nested ZIP is not readable", file=label, fix="re-export the video")
-                ) from None
-        archive.close()
-        raise ExportError(
-            describe(
-                "no annotations.json in the archive",
-                file=label,
-                expected="annotations.json (at the top, in one folder, or in one ZIP inside)",
-                found="none",
-                fix="pass the sam2_export_*.zip the SAM2 demo wrote",
-            )
-        )
+            self.close()
+            raise
 
     # -- reading ------------------------------------------------------------------------------
     def names(self) -> list[str]:
         """Member paths relative to the export root, junk (macOS metadata) left out."""
         if self._dir is not None:
-            root = self._dir
             out = []
-            for p in sorted(root.rglob("*")):
-                rel = p.relative_to(root).as_posix()
-                if p.is_file() and not p.is_symlink() and not _JUNK.search(rel):
-                    out.append(rel)
-            return out
+            for dirpath, dirnames, filenames in os.walk(self._dir):
+                rel = Path(dirpath).relative_to(self._dir).as_posix()
+                prefix = "" if rel == "." else rel + "/"
+                dirnames[:] = sorted(d for d in dirnames if not _JUNK.search(prefix + d + "/"))
+                out.extend(prefix + f for f in filenames if not _JUNK.search(prefix + f))
+            return sorted(out)
         assert self._zip is not None
         n = len(self.root)
         return [
@@ -434,20 +630,50 @@ class _Source:
         return True
 
     def read(self, member: str) -> bytes:
+        """One member's bytes (the ZIP's member, or the folder's file)."""
         if self._dir is not None:
             path = self._dir / member
-            if path.is_symlink() or not path.resolve().is_relative_to(self._dir.resolve()):
+            if path.is_symlink():
                 raise UnsafeArchiveError(
                     describe(
-                        "file is a symbolic link or lies outside the export folder; refusing it",
+                        "file is a symbolic link; refusing it",
                         file=self.label,
                         member=member,
                         fix="copy the real file into the export folder",
                     )
                 )
-            return path.read_bytes()
-        assert self._zip is not None
-        return self._zip.read(self.root + member)
+            try:
+                return path.read_bytes()
+            except OSError as exc:
+                raise ExportError(
+                    describe(
+                        f"cannot read the file ({exc.strerror or exc})",
+                        file=self.label,
+                        member=member,
+                        fix="check the file exists and is readable",
+                    )
+                ) from None
+        if self._zip is None:
+            raise ExportError(
+                describe(
+                    "the export was closed",
+                    file=self.label,
+                    member=member,
+                    fix="read images before calling Export.close() (or leave the with block)",
+                )
+            )
+        try:
+            return self._zip.read(self.root + member)
+        except KeyError:
+            raise ExportError(
+                describe("no such member", file=self.label, member=self.root + member)
+            ) from None
+        except _READ_ERRORS as exc:
+            raise _read_error(exc, self.label, self.root + member) from None
+
+    def member(self, name: str) -> str:
+        """How a member is named in messages (its path inside the archive or folder)."""
+        return self.root + name
 
     def location(self, member: str) -> str:
         if self._dir is not None:
@@ -457,6 +683,10 @@ class _Source:
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+            self._zip = None
+        for spool in self._spools:
+            spool.close()
+        self._spools = []
 
 
 def _index_images(names: Sequence[str]) -> dict[int, str]:
@@ -470,7 +700,7 @@ def _index_images(names: Sequence[str]) -> dict[int, str]:
         match = _TRAILING_NUMBER.search(path.stem)
         if not match:
             continue
-        top = path.parts[0] if len(path.parts) > 1 else ""
+        top = path.parts[0].lower() if len(path.parts) > 1 else ""
         rank = (
             _IMAGE_DIRS.index(top) if top in _IMAGE_DIRS else len(_IMAGE_DIRS),
             0 if path.suffix.lower() == ".png" else 1,
@@ -487,26 +717,34 @@ def _index_images(names: Sequence[str]) -> dict[int, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _raw_frame_refs(frames: Path, indices: Sequence[int]) -> dict[int, ImageRef]:
+def _raw_frame_refs(frames: Path, indices: Sequence[int], strict: bool) -> dict[int, ImageRef]:
     if frames.is_dir():
         names = [
             p.relative_to(frames).as_posix()
             for p in sorted(frames.rglob("*"))
-            if p.is_file() and not p.is_symlink()
+            if p.is_file() and not _JUNK.search(p.relative_to(frames).as_posix())
         ]
         index = _index_images(names)
-        missing = [i for i in indices if i not in index]
-        if missing:
+        wanted = sorted(set(indices))
+        missing = [i for i in wanted if i not in index]
+        if missing and strict:
+            shifted = all(i + 1 in index for i in wanted)
             raise ExportError(
                 describe(
-                    f"raw frames folder lacks frames the export lists ({len(missing)} missing)",
+                    f"raw frames folder lacks {len(missing)} of the {len(wanted)} frames the "
+                    "export lists",
                     file=frames,
                     frame_index=missing[0],
-                    expected="one image per listed frame, named by frame index "
+                    expected="one image per listed frame, named by its frame index "
                     "(frame_000006.png, 000006.jpg, ...)",
                     found=f"{len(index)} images; first missing indices {missing[:5]}",
-                    fix="export every frame of the video (e.g. ffmpeg -i video.mp4 "
-                    "frames/frame_%06d.png, numbered from 0) or pass the video itself",
+                    fix=(
+                        "the files are numbered from 1 (ffmpeg's default): re-extract with "
+                        "ffmpeg -i video.mp4 -start_number 0 frames/frame_%06d.png"
+                        if shifted
+                        else "extract every frame of the video (ffmpeg -i video.mp4 "
+                        "-start_number 0 frames/frame_%06d.png) or pass the video itself"
+                    ),
                 )
             )
         return {
@@ -514,9 +752,10 @@ def _raw_frame_refs(frames: Path, indices: Sequence[int]) -> dict[int, ImageRef]
                 location=str(frames / index[i]),
                 kind="raw",
                 format=_format_of(index[i]),
-                _reader=(lambda p=frames / index[i]: p.read_bytes()),
+                _reader=partial(_read_file, frames / index[i]),
             )
-            for i in indices
+            for i in wanted
+            if i in index
         }
     if frames.suffix.lower() in VIDEO_SUFFIXES:
         from sam2_finetune.video import video_frame_refs
@@ -533,6 +772,19 @@ def _raw_frame_refs(frames: Path, indices: Sequence[int]) -> dict[int, ImageRef]
     )
 
 
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ExportError(
+            describe(
+                f"cannot read the raw frame ({exc.strerror or exc})",
+                file=path,
+                fix="check the frames folder given to --frames",
+            )
+        ) from None
+
+
 def _format_of(name: str) -> str:
     return "png" if name.lower().endswith(".png") else "jpeg"
 
@@ -542,23 +794,41 @@ def _format_of(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _load_json(source: _Source, member: str) -> Any:
+def _load_json(source: _Source, member: str) -> tuple[Any, bytes]:
     data = source.read(member)
     try:
-        return json.loads(data)
+        # Editors on Windows add a byte-order mark, which json.loads refuses on bytes.
+        return json.loads(data.removeprefix(codecs.BOM_UTF8)), data
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(
             describe(
                 f"not valid JSON ({exc})",
                 file=source.label,
-                member=member,
+                member=source.member(member),
                 fix="re-download the export; the file is damaged",
+            )
+        ) from None
+    except RecursionError:
+        raise ExportError(
+            describe(
+                "JSON nested too deeply",
+                file=source.label,
+                member=source.member(member),
+                fix="pass a SAM2 export's own file",
             )
         ) from None
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _slug(text: str) -> str:
@@ -580,103 +850,115 @@ def read_export(
         frames: raw frames replacing the overlay images: a folder of frame files named by frame
             index, or the source video (needs the ``video`` extra).
         limits: bounds for refusing hostile archives.
-        strict: when False, a broken mask does not raise; the object carries ``error`` instead
-            (used by ``validate`` to report every problem at once).
-        video_id: override the derived id (``<name>-<hash of annotations.json>``).
+        strict: when False, a broken object (mask, object_id) does not raise: the object
+            carries ``error`` instead, and raw frames missing from ``frames`` leave
+            ``image=None`` (used by ``validate`` to report every problem at once).
+        video_id: override the derived id (``<name>-<first 8 hex of sha1(annotations.json)>``).
 
     Raises:
         ExportError: (and subclasses) with a message naming archive, member, frame and object.
+
+    >>> with read_export("sample_data/street_scene.zip") as export:  # doctest: +SKIP
+    ...     for frame in export.frames:
+    ...         print(frame.frame_index, [(o.label, o.bbox) for o in frame.visible_objects])
     """
     path = Path(path)
     source = _Source(path, limits)
+    try:
+        return _read(source, path, frames, strict, video_id)
+    except BaseException:
+        source.close()
+        raise
+
+
+def _read(
+    source: _Source, path: Path, frames: str | Path | None, strict: bool, video_id: str | None
+) -> Export:
+    ann_member = source.member("annotations.json")
     if not source.has("annotations.json"):
         raise ExportError(
             describe("no annotations.json", file=source.label, fix="pass a SAM2 export")
         )
-    ann_bytes = source.read("annotations.json")
-    try:
-        annotations = json.loads(ann_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExportError(
-            describe(
-                f"not valid JSON ({exc})",
-                file=source.label,
-                member="annotations.json",
-                fix="re-download the export; the file is damaged",
-            )
-        ) from None
-    metadata = _load_json(source, "metadata.json") if source.has("metadata.json") else None
-    where = {"file": source.label, "member": "annotations.json"}
+    annotations, ann_bytes = _load_json(source, "annotations.json")
+    metadata = _load_json(source, "metadata.json")[0] if source.has("metadata.json") else None
+    where = {"file": source.label, "member": ann_member}
     if not isinstance(annotations, dict) or not isinstance(annotations.get("annotations"), list):
+        found = annotations.get("annotations") if isinstance(annotations, dict) else annotations
         raise ExportError(
             describe(
                 "annotations.json has no 'annotations' list",
                 **where,
                 field="annotations",
                 expected="a list of frames",
-                found=type(
-                    annotations.get("annotations") if isinstance(annotations, dict) else annotations
-                ).__name__,
+                found="nothing" if found is None else type(found).__name__,
                 fix="pass a SAM2 export's annotations.json",
             )
         )
-    video_json = annotations.get("video") or {}
-    meta_video = (metadata or {}).get("video") or {}
-    width = video_json.get("width", meta_video.get("width"))
-    height = video_json.get("height", meta_video.get("height"))
-    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+    video_json = _dict(annotations.get("video"))
+    meta = _dict(metadata)
+    meta_video = _dict(meta.get("video"))
+    width = _integer(video_json.get("width", meta_video.get("width")))
+    height = _integer(video_json.get("height", meta_video.get("height")))
+    if not (width and height and width > 0 and height > 0):
         raise ExportError(
             describe(
                 "video size is missing or invalid",
                 **where,
                 field="video.width/video.height",
                 expected="positive integers",
-                found=f"{width!r} x {height!r}",
+                found=f"{video_json.get('width')!r} x {video_json.get('height')!r}",
                 fix="add the video's width and height to annotations.json 'video'",
             )
         )
     source_fps = _number(video_json.get("source_fps", video_json.get("fps")))
     fps = _number(meta_video.get("fps")) or source_fps
-    config = annotations.get("export_config") or (metadata or {}).get("export_config") or {}
-    file_name = str(video_json.get("filename") or meta_video.get("filename") or path.stem)
+    config = _dict(annotations.get("export_config")) or _dict(meta.get("export_config"))
+    name = path.name if path.is_dir() else path.stem
+    if path.is_dir() and not name:
+        name = path.resolve().name
+    file_name = str(video_json.get("filename") or meta_video.get("filename") or name)
     digest = hashlib.sha1(ann_bytes).hexdigest()[:8]
+    del ann_bytes
     info = VideoInfo(
-        video_id=video_id or f"{_slug(path.stem if path.suffix else path.name)}-{digest}",
+        video_id=video_id or f"{_slug(name)}-{digest}",
         file_name=file_name,
         width=width,
         height=height,
         fps=fps,
         source_fps=source_fps,
-        total_frames=video_json.get("total_frames", meta_video.get("total_frames")),
+        total_frames=_integer(video_json.get("total_frames", meta_video.get("total_frames"))),
         duration_sec=_number(video_json.get("duration_sec", meta_video.get("duration_sec"))),
         target_fps=_number(config.get("target_fps")),
     )
 
-    raw_frames = annotations["annotations"]
+    raw_frames: list[dict[str, Any]] = annotations["annotations"]
     for position, raw in enumerate(raw_frames):
-        if not isinstance(raw, dict) or not isinstance(raw.get("frame_index"), int):
+        index = raw.get("frame_index") if isinstance(raw, dict) else None
+        if _integer(index) is None or index < 0:
             raise ExportError(
                 describe(
-                    f"frame entry #{position} has no integer frame_index",
+                    f"frame entry #{position} has no valid frame_index",
                     **where,
                     field=f"annotations[{position}].frame_index",
-                    expected="an integer",
-                    found=repr(raw.get("frame_index") if isinstance(raw, dict) else raw)[:60],
+                    expected="a non-negative integer",
+                    found=repr(index if isinstance(raw, dict) else raw)[:60],
                     fix="repair or re-export annotations.json",
                 )
             )
-        if not isinstance(raw.get("objects", []), list):
+        objects = raw.get("objects")
+        if objects is not None and not isinstance(objects, list):
             raise ExportError(
                 describe(
                     "'objects' is not a list",
                     **where,
-                    frame_index=raw["frame_index"],
+                    frame_index=index,
                     field="objects",
-                    expected="a list",
-                    found=type(raw["objects"]).__name__,
+                    expected="a list (possibly empty)",
+                    found=type(objects).__name__,
                     fix="repair or re-export annotations.json",
                 )
             )
+    # Stable: frames listed twice with one index stay, in file order (validate reports them).
     written_order = [r["frame_index"] for r in raw_frames]
     raw_frames = sorted(raw_frames, key=lambda r: r["frame_index"])
     indices = [r["frame_index"] for r in raw_frames]
@@ -687,19 +969,20 @@ def read_export(
             location=source.location(image_index[i]),
             kind="overlay",
             format=_format_of(image_index[i]),
-            _reader=(lambda m=image_index[i]: source.read(m)),
+            _reader=partial(source.read, image_index[i]),
         )
         for i in indices
         if i in image_index
     }
     image_kind: ImageKind = "overlay"
     if frames is not None:
-        images = _raw_frame_refs(Path(frames), indices)
+        images = _raw_frame_refs(Path(frames), indices, strict)
         image_kind = "raw"
 
-    def build(raw: dict[str, Any]) -> Frame:
-        return _build_frame(raw, info, images.get(raw["frame_index"]), source.label, strict)
-
+    build = partial(
+        _build_frames, video=info, images=images, archive=source.label, member=ann_member,
+        strict=strict,
+    )  # fmt: skip
     return Export(
         source=path,
         video=info,
@@ -720,8 +1003,12 @@ def read_exports(
     limits: ArchiveLimits = DEFAULT_LIMITS,
     strict: bool = True,
 ) -> list[Export]:
-    """Read several exports; their video ids are distinct (a ``-2``, ``-3`` suffix is added to
-    repeats, e.g. the same ZIP passed twice) and stable across runs."""
+    """Read several exports; their video ids are distinct and stable across runs.
+
+    Ids are derived from the name and the content (``read_export``); an export given twice
+    (or two with the same name and identical annotations) gets ``-2``, ``-3`` appended in the
+    order given. On an error, the exports already opened are closed.
+    """
     if frames is not None and len(frames) != len(paths):
         raise ExportError(
             describe(
@@ -731,17 +1018,32 @@ def read_exports(
                 fix="pass --frames once per export, in the same order (or none)",
             )
         )
-    exports = []
+    exports: list[Export] = []
+    try:
+        for i, p in enumerate(paths):
+            exports.append(
+                read_export(p, frames=frames[i] if frames else None, limits=limits, strict=strict)
+            )
+    except BaseException:
+        for export in exports:
+            export.close()
+        raise
+    taken = {e.video.video_id for e in exports}
     seen: Counter[str] = Counter()
-    for i, p in enumerate(paths):
-        export = read_export(p, frames=frames[i] if frames else None, limits=limits, strict=strict)
+    out = []
+    for export in exports:
         base = export.video.video_id
         seen[base] += 1
         if seen[base] > 1:
-            video = VideoInfo(**{**asdict(export.video), "video_id": f"{base}-{seen[base]}"})
-            export = Export(**{**export.__dict__, "video": video})
-        exports.append(export)
-    return exports
+            n = seen[base]
+            while f"{base}-{n}" in taken:
+                n += 1
+            seen[base] = n
+            taken.add(f"{base}-{n}")
+            video = dataclasses.replace(export.video, video_id=f"{base}-{n}")
+            export = dataclasses.replace(export, video=video)
+        out.append(export)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -749,138 +1051,273 @@ def read_exports(
 # --------------------------------------------------------------------------------------------
 
 
-def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, int], MaskForm]:
-    """Detect the form of one mask and return (uncompressed counts, (h, w), form)."""
-    if isinstance(value, str):
-        try:
-            counts = parse_counts(value)
-        except ValueError:
-            # Not a count string: a bare compressed COCO string at image size.
-            counts = decode_compressed_counts(value)
-            return counts, (video.height, video.width), "coco_compressed"
-        total = int(counts.sum())
-        side = square_side(total)
-        if side is not None:
-            return counts, (side, side), "sam2_string"
-        if total == video.width * video.height:
-            return counts, (video.height, video.width), "sam2_string"
-        raise ValueError(
-            f"counts add up to {total}, which is neither a square (256 x 256 = 65536) "
-            f"nor the video size {video.width} x {video.height}"
-        )
-    if isinstance(value, dict) and "counts" in value:
-        size = value.get("size")
-        if not (
-            isinstance(size, (list, tuple))
-            and len(size) == 2
-            and all(isinstance(v, int) and v > 0 for v in size)
-        ):
-            raise ValueError(f"COCO mask has no valid 'size' [h, w] (found {size!r})")
-        h, w = int(size[0]), int(size[1])
-        raw = value["counts"]
-        if isinstance(raw, str):
-            counts = decode_compressed_counts(raw)
-            form: MaskForm = "coco_compressed"
-        elif isinstance(raw, list):
-            counts = np.asarray(raw, dtype=np.int64)
-            if counts.size and counts.min() < 0:
-                raise ValueError("negative run length")
-            form = "coco_uncompressed"
-        else:
-            raise ValueError(
-                f"COCO 'counts' must be a string or a list (found {type(raw).__name__})"
-            )
-        if int(counts.sum()) != h * w:
-            raise ValueError(f"counts add up to {int(counts.sum())}, not h x w = {h * w}")
-        return counts, (h, w), form
-    raise ValueError(
-        f"unknown mask form {type(value).__name__}: expected a count string or a COCO RLE dict"
+class _MaskProblem(ValueError):
+    """Why one mask cannot be read, with what was expected and found (for ``describe``)."""
+
+    def __init__(self, problem: str, expected: object = None, found: object = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.expected = expected
+        self.found = found
+
+
+def _infer_size(total: int, video: VideoInfo) -> tuple[int, int] | None:
+    """The (h, w) of a count string that carries no size, from the sum of its runs: a square
+    (SAM2's 256 x 256, or any n x n), the video's size, or the video's aspect ratio."""
+    side = square_side(total)
+    if side is not None:
+        return (side, side)
+    if total == video.width * video.height:
+        return (video.height, video.width)
+    # h' / w' = h / w and h' * w' = total  =>  h'^2 = total * h / w
+    h2, rest = divmod(total * video.height, video.width)
+    h = square_side(h2) if rest == 0 else None
+    if h is not None and total % h == 0:
+        return (h, total // h)
+    return None
+
+
+def _size_expected(video: VideoInfo) -> str:
+    return (
+        f"a sum of {_SAM2_SIDE * _SAM2_SIDE} (256 x 256) or any n x n, or the video's "
+        f"{video.width} x {video.height} = {video.width * video.height}"
     )
 
 
-def _build_object(
-    obj: dict[str, Any], video: VideoInfo, archive: str, frame_index: int, strict: bool
-) -> ObjectAnnotation:
-    track_id = obj.get("object_id")
-    label = obj.get("label")
-    if not isinstance(track_id, int):
-        raise ExportError(
-            describe(
-                "object has no integer object_id",
-                file=archive,
-                member="annotations.json",
-                frame_index=frame_index,
-                field="object_id",
-                expected="an integer track id",
-                found=repr(track_id),
-                fix="repair or re-export annotations.json",
+def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, int], MaskForm]:
+    """Detect the form of one mask and return (uncompressed counts, (h, w), form).
+
+    Raises ``_MaskProblem`` (a ``ValueError``) saying what was expected and found.
+    """
+    if isinstance(value, str):
+        try:
+            counts: np.ndarray | None = parse_counts(value)
+        except ValueError:
+            counts = None
+        if counts is not None:
+            total = int(counts.sum())
+            size = _infer_size(total, video)
+            if size is not None:
+                return counts, size, "sam2_string"
+        # Not a count string (or one of an impossible size): maybe a bare compressed string.
+        try:
+            compressed = decode_compressed_counts(value)
+        except ValueError:
+            compressed = None
+        if compressed is not None and compressed.size:
+            size = _infer_size(int(compressed.sum()), video)
+            if size is not None:
+                return compressed, size, "coco_compressed"
+        if counts is not None:
+            raise _MaskProblem(
+                "mask counts do not add up to a known mask size",
+                expected=_size_expected(video),
+                found=f"{len(counts)} runs adding up to {int(counts.sum())}",
             )
+        raise _MaskProblem(
+            "mask string is neither space-separated run lengths nor a COCO compressed string",
+            expected='"<zeros> <ones> <zeros> ..." (SAM2) or a COCO counts string',
+            found=repr(value[:40]) + ("..." if len(value) > 40 else ""),
         )
-    if not isinstance(label, str) or not label:
-        label = f"object_{track_id}"
-    mask_value = obj.get("mask_rle", obj.get("segmentation", obj.get("mask")))
-    try:
-        counts, (mh, mw), form = _mask_counts(mask_value, video)
-    except ValueError as exc:
+    if isinstance(value, dict) and "counts" in value:
+        size_value = value.get("size")
+        if not (
+            isinstance(size_value, (list, tuple))
+            and len(size_value) == 2
+            and all(_integer(v) is not None and v > 0 for v in size_value)
+        ):
+            raise _MaskProblem(
+                "COCO mask has no valid 'size'",
+                expected="[height, width], positive integers",
+                found=repr(size_value)[:40],
+            )
+        h, w = int(size_value[0]), int(size_value[1])
+        raw = value["counts"]
+        form: MaskForm
+        if isinstance(raw, str):
+            try:
+                counts = decode_compressed_counts(raw)
+            except ValueError as exc:
+                raise _MaskProblem(
+                    f"COCO compressed counts cannot be decoded ({exc})",
+                    expected="a pycocotools counts string",
+                    found=repr(raw[:40]),
+                ) from None
+            form = "coco_compressed"
+        elif isinstance(raw, list):
+            counts = np.asarray(raw) if raw else np.zeros(0, np.int64)
+            if counts.dtype.kind not in "iu" or counts.ndim != 1:
+                raise _MaskProblem(
+                    "COCO counts list holds something else than integers",
+                    expected="a flat list of non-negative integers",
+                    found=repr(raw[:6])[:60],
+                )
+            counts = counts.astype(np.int64)
+            if counts.size and counts.min() < 0:
+                raise _MaskProblem(
+                    "COCO counts list holds negative run lengths",
+                    expected="non-negative integers",
+                    found=int(counts.min()),
+                )
+            form = "coco_uncompressed"
+        else:
+            raise _MaskProblem(
+                "COCO 'counts' must be a string or a list",
+                expected="str or list",
+                found=type(raw).__name__,
+            )
+        total = int(counts.sum())
+        if total != h * w:
+            raise _MaskProblem(
+                "mask counts do not add up to the mask's size",
+                expected=f"{h} x {w} = {h * w}",
+                found=total,
+            )
+        return counts, (h, w), form
+    raise _MaskProblem(
+        "unknown mask form" if value is not None else "object has no mask",
+        expected='a count string ("mask_rle") or a COCO RLE dict {"size", "counts"}',
+        found="nothing" if value is None else type(value).__name__,
+    )
+
+
+def _mask_value(obj: dict[str, Any]) -> Any:
+    for key in _MASK_KEYS:
+        if key in obj:
+            return obj[key]
+    return None
+
+
+def _label_of(obj: dict[str, Any], track_id: object) -> str:
+    label = obj.get("label")
+    if isinstance(label, (int, float)) and not isinstance(label, bool):
+        label = str(label)
+    return label if isinstance(label, str) and label else f"object_{track_id}"
+
+
+def _broken(track_id: int, label: str, message: str) -> ObjectAnnotation:
+    return ObjectAnnotation(
+        track_id, label, None, (0.0, 0.0, 0.0, 0.0), 0, True, None, None, message
+    )
+
+
+def _build_frames(
+    raws: Sequence[dict[str, Any]],
+    *,
+    video: VideoInfo,
+    images: dict[int, ImageRef],
+    archive: str,
+    member: str,
+    strict: bool,
+) -> list[Frame]:
+    """Canonical records of some frames: all their masks rescaled and compressed in one batch."""
+    height, width = video.height, video.width
+    slots: list[list[ObjectAnnotation | None]] = []
+    # mask size -> (frame, position) slot and what the object needs, for masks to rescale
+    pending: dict[tuple[int, int], list[tuple[list, int, np.ndarray, int, str, MaskForm]]] = {}
+    for raw in raws:
+        objects: list[ObjectAnnotation | None] = []
+        slots.append(objects)
+        index = raw["frame_index"]
+        for position, obj in enumerate(raw.get("objects") or ()):
+            built = _object_or_counts(obj, position, video, archive, member, index, strict)
+            if isinstance(built, ObjectAnnotation):
+                objects.append(built)
+                continue
+            counts, size, form, track_id, label = built
+            pending.setdefault(size, []).append(
+                (objects, len(objects), counts, track_id, label, form)
+            )
+            objects.append(None)
+    for size, items in pending.items():
+        rescaled = counts_to_rles([item[2] for item in items], size, (height, width))
+        boxes = rescaled.bboxes.tolist()
+        areas = rescaled.areas.tolist()
+        for (objects, slot, _, track_id, label, form), rle, box, area in zip(
+            items, rescaled.rles, boxes, areas, strict=True
+        ):
+            # A tiny mask can vanish when downscaled: then it is empty, like a lost object.
+            objects[slot] = ObjectAnnotation(
+                track_id, label, rle, tuple(box), area, area == 0, form, size
+            )  # type: ignore[arg-type]
+    frames = []
+    for raw, objects in zip(raws, slots, strict=True):
+        index = raw["frame_index"]
+        timestamp = _number(raw.get("timestamp_sec"))
+        if timestamp is None:
+            timestamp = index / video.fps if video.fps else 0.0
+        frames.append(Frame(index, timestamp, images.get(index), tuple(objects)))  # type: ignore[arg-type]
+    return frames
+
+
+def _object_or_counts(
+    obj: Any,
+    position: int,
+    video: VideoInfo,
+    archive: str,
+    member: str,
+    frame_index: int,
+    strict: bool,
+) -> ObjectAnnotation | tuple[np.ndarray, tuple[int, int], MaskForm, int, str]:
+    """An object's finished record (empty or broken), or its parsed mask still to rescale."""
+    where = {"file": archive, "member": member, "frame_index": frame_index}
+    if not isinstance(obj, dict):
         message = describe(
-            f"mask cannot be read: {exc}",
-            file=archive,
-            member="annotations.json",
-            frame_index=frame_index,
+            f"object entry #{position} is not a JSON object",
+            **where,
+            expected='{"object_id": ..., "label": ..., "mask_rle": ...}',
+            found=repr(obj)[:40],
+            fix="repair or re-export annotations.json",
+        )
+        if strict:
+            raise ExportError(message)
+        return _broken(-1, "object_-1", message)
+    track_id = _integer(obj.get("object_id"))
+    if track_id is None:
+        message = describe(
+            f"object entry #{position} has no integer object_id",
+            **where,
+            field="object_id",
+            expected="an integer track id",
+            found=repr(obj.get("object_id"))[:40],
+            fix="repair or re-export annotations.json",
+        )
+        if strict:
+            raise ExportError(message)
+        return _broken(-1, _label_of(obj, -1), message)
+    label = _label_of(obj, track_id)
+    try:
+        counts, size, form = _mask_counts(_mask_value(obj), video)
+    except _MaskProblem as exc:
+        message = describe(
+            exc.problem,
+            **where,
             object_id=track_id,
-            field="mask_rle",
-            fix="drop this object or re-export the video; `sam2-finetune validate` lists all "
-            "broken masks",
+            field=next((k for k in _MASK_KEYS if k in obj), "mask_rle"),
+            expected=exc.expected,
+            found=exc.found,
+            fix="drop this object or re-export the video; `sam2-finetune validate` lists "
+            "every broken mask",
         )
         if strict:
             raise MaskError(message) from None
-        return ObjectAnnotation(
-            track_id, label, None, (0.0, 0.0, 0.0, 0.0), 0, True, None, None, message
-        )
-    height, width = video.height, video.width
-    scaled = resize_counts(counts, (mh, mw), (height, width))
-    area = int(scaled[1::2].sum())
-    if area == 0:
-        return ObjectAnnotation(
-            track_id,
-            label,
-            encode_counts(scaled, height, width),
-            (0.0, 0.0, 0.0, 0.0),
-            0,
-            True,
-            form,
-            (mh, mw),
-        )
-    rle = encode_counts(scaled, height, width)
-    box = obj.get("bbox")
-    if (
-        isinstance(box, (list, tuple))
-        and len(box) == 4
-        and all(_number(v) is not None for v in box)
-        and box[2] > 0
-        and box[3] > 0
-    ):
-        sx, sy = width / mw, height / mh
-        bbox = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-    else:
-        bbox = rle_bbox(rle)
-    return ObjectAnnotation(
-        track_id, label, rle, tuple(float(v) for v in bbox), area, False, form, (mh, mw)
-    )  # type: ignore[arg-type]
+        return _broken(track_id, label, message)
+    if counts.size < 2 or counts[0] >= size[0] * size[1]:  # the counts add up to h * w
+        empty = _empty_rle(video.height, video.width)
+        return ObjectAnnotation(track_id, label, empty, (0.0, 0.0, 0.0, 0.0), 0, True, form, size)
+    return counts, size, form, track_id, label
 
 
-def _build_frame(
-    raw: dict[str, Any], video: VideoInfo, image: ImageRef | None, archive: str, strict: bool
-) -> Frame:
-    index = raw["frame_index"]
-    timestamp = _number(raw.get("timestamp_sec"))
-    if timestamp is None:
-        timestamp = index / video.fps if video.fps else 0.0
-    objects = tuple(
-        _build_object(o if isinstance(o, dict) else {}, video, archive, index, strict)
-        for o in raw.get("objects") or []
-    )
-    return Frame(index, timestamp, image, objects)
+_EMPTY_RLES: dict[tuple[int, int], str] = {}
+
+
+def _empty_rle(height: int, width: int) -> Rle:
+    counts = _EMPTY_RLES.get((height, width))
+    if counts is None:
+        counts = _EMPTY_RLES[(height, width)] = encode_counts([height * width], height, width)[
+            "counts"
+        ]
+    return {"size": [height, width], "counts": counts}
 
 
 # --------------------------------------------------------------------------------------------
@@ -922,30 +1359,33 @@ def summarize_export(export: Export) -> ExportSummary:
     objects = empty = broken = with_objects = 0
     video = export.video
     for raw in export.raw_frames:
-        objs = raw.get("objects") or []
+        objs = raw.get("objects") or ()
         if objs:
             with_objects += 1
         for obj in objs:
             objects += 1
-            track = str(obj.get("object_id"))
-            label = obj.get("label") or f"object_{track}"
+            if not isinstance(obj, dict) or _integer(obj.get("object_id")) is None:
+                broken += 1
+                continue
+            track = str(obj["object_id"])
+            label = _label_of(obj, track)
             seen = tracks.setdefault(track, [])
             if label not in seen:
                 seen.append(label)
             try:
-                counts, (h, w), form = _mask_counts(
-                    obj.get("mask_rle", obj.get("segmentation", obj.get("mask"))), video
-                )
-            except ValueError:
+                counts, (h, w), form = _mask_counts(_mask_value(obj), video)
+            except _MaskProblem:
                 broken += 1
                 continue
             forms[form] += 1
             sizes[f"{h}x{w}"] += 1
-            if int(counts[1::2].sum()) == 0:
-                empty += 1
+            if counts.size < 2 or not counts[1::2].any():
+                empty += 1  # (also catches zero-length runs of ones, unlike counts[0] == h * w)
             else:
                 labels[label] += 1
-    with_images = sum(1 for i in export.frame_indices if i in export.images)
+    with_images = sum(
+        1 for i in {r["frame_index"] for r in export.raw_frames} if i in export.images
+    )
     return ExportSummary(
         source=str(export.source),
         video_id=video.video_id,
@@ -988,16 +1428,21 @@ def format_summary(summary: ExportSummary) -> str:
         + (f", {summary.broken_masks} BROKEN" if summary.broken_masks else "")
         + ")",
         "  masks        "
-        + ", ".join(f"{form} x{n}" for form, n in summary.mask_forms.items())
+        + (", ".join(f"{form} x{n}" for form, n in summary.mask_forms.items()) or "none")
         + "; sizes "
-        + ", ".join(f"{size} x{n}" for size, n in summary.mask_sizes.items()),
+        + (", ".join(f"{size} x{n}" for size, n in summary.mask_sizes.items()) or "none"),
         f"  tracks       {len(summary.tracks)}: "
         + ", ".join(
             f"#{track} {'/'.join(labels)}" + (" (RENAMED)" if len(labels) > 1 else "")
             for track, labels in summary.tracks.items()
         ),
-        "  labels       " + ", ".join(f"{label} x{n}" for label, n in summary.labels.items()),
+        "  labels       "
+        + (", ".join(f"{label} x{n}" for label, n in summary.labels.items()) or "none"),
     ]
+    if summary.broken_masks:
+        lines.append(
+            "  note         some objects cannot be read; `sam2-finetune validate` lists them"
+        )
     if not summary.has_metadata:
         lines.append("  note         metadata.json is missing (fps taken from annotations.json)")
     return "\n".join(lines)
@@ -1011,7 +1456,7 @@ def format_summary(summary: ExportSummary) -> str:
 class InfoOptions(BaseModel):
     """Print a summary of SAM2 exports: video, frames, images, tracks, labels, masks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     exports: list[Path] = Field(
         description="SAM2 export ZIPs or extracted folders.", json_schema_extra={"positional": True}
@@ -1023,8 +1468,13 @@ class InfoOptions(BaseModel):
 
 
 def info(options: InfoOptions) -> list[ExportSummary]:
-    """Summaries of the given exports (the ``info`` stage)."""
-    exports = read_exports(options.exports, frames=options.frames)
+    """Summaries of the given exports (the ``info`` stage). Masks are parsed, never rescaled.
+
+    >>> summary, = info(InfoOptions(exports=["sample_data/street_scene.zip"]))  # doctest: +SKIP
+    >>> summary.frames_listed  # doctest: +SKIP
+    40
+    """
+    exports = read_exports(options.exports, frames=options.frames, strict=False)
     try:
         return [summarize_export(e) for e in exports]
     finally:
@@ -1033,6 +1483,7 @@ def info(options: InfoOptions) -> list[ExportSummary]:
 
 
 def info_command(options: InfoOptions) -> int:
+    """``sam2-finetune info``: print :func:`info`'s summaries as text or JSON."""
     summaries = info(options)
     if options.json_output:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
