@@ -183,9 +183,10 @@ def _check_chat_options(options: ConvertOptions) -> None:
     from sam2_finetune.answer_formats import get_format
     from sam2_finetune.tasks import parse_task_mix
 
-    get_format(options.answer_format)
     if options.tasks:
-        parse_task_mix(options.tasks, answer_format=options.answer_format)
+        parse_task_mix(options.tasks, answer_format=options.answer_format)  # checks the format too
+    else:
+        get_format(options.answer_format)
 
 
 def convert(options: ConvertOptions) -> ConvertResult:
@@ -219,7 +220,6 @@ def _convert(
 
         check_labels(labels, options.answer_format)
     stats = RowStats()
-
     rows = iter_rows(exports, labels, label_map, keep_empty=options.keep_empty, stats=stats)
 
     polygon_fidelity = None
