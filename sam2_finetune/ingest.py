@@ -663,7 +663,11 @@ class _Source:
                 )
             )
         try:
-            return self._zip.read(self.root + member)
+            info = self._zip.getinfo(self.root + member)
+            # Never more than the declared size: ZipFile.read() inflates a member's whole stream
+            # in one call, so a member forged to declare 100 bytes could still expand to GBs.
+            with self._zip.open(info) as stream:
+                return stream.read(info.file_size)
         except KeyError:
             raise ExportError(
                 describe("no such member", file=self.label, member=self.root + member)
