@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Literal, overload
 
 import numpy as np
@@ -332,7 +332,7 @@ def check_archive(
         posix = member.replace("\\", "/")
         if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
             raise _unsafe("entry has an absolute path", name, member, fix=relative_fix)
-        if ".." in PurePosixPath(posix).parts:
+        if ".." in posix.split("/"):
             raise _unsafe(
                 "entry climbs out of the archive with '..'", name, member, fix=relative_fix
             )
@@ -540,12 +540,11 @@ class _Source:
             while True:
                 check_archive(archive, label, self.limits, size)
                 names = [n for n in archive.namelist() if not _JUNK.search(n)]
-                annotations = [n for n in names if PurePosixPath(n).name == "annotations.json"]
+                annotations = [n for n in names if n.rpartition("/")[2] == "annotations.json"]
                 if len(annotations) == 1:
                     self._zip = archive
                     self.label = label
-                    parent = str(PurePosixPath(annotations[0]).parent)
-                    self.root = "" if parent == "." else parent + "/"
+                    self.root = annotations[0][: -len("annotations.json")]
                     return
                 if len(annotations) > 1:
                     raise ExportError(
@@ -697,17 +696,20 @@ def _index_images(names: Sequence[str]) -> dict[int, str]:
     """Map frame index -> image member, from names like images/frame_000006.png, 000006.png,
     frames/frame_0006.jpg. Prefers images/ over frames/ over data/ over elsewhere, PNG over JPG."""
     best: dict[int, tuple[tuple[int, int, str], str]] = {}
+    # String operations, not pathlib: this runs once per member (thousands).
     for name in names:
-        path = PurePosixPath(name)
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        folder, _, base = name.rpartition("/")
+        stem, dot, suffix = base.rpartition(".")
+        suffix = suffix.lower()
+        if not dot or "." + suffix not in IMAGE_SUFFIXES:
             continue
-        match = _TRAILING_NUMBER.search(path.stem)
+        match = _TRAILING_NUMBER.search(stem)
         if not match:
             continue
-        top = path.parts[0].lower() if len(path.parts) > 1 else ""
+        top = folder.partition("/")[0].lower()
         rank = (
             _IMAGE_DIRS.index(top) if top in _IMAGE_DIRS else len(_IMAGE_DIRS),
-            0 if path.suffix.lower() == ".png" else 1,
+            0 if suffix == "png" else 1,
             name,
         )
         index = int(match.group(1))
@@ -1377,14 +1379,15 @@ def summarize_export(export: Export) -> ExportSummary:
             if label not in seen:
                 seen.append(label)
             try:
-                counts, (h, w), form = _mask_counts(_mask_value(obj), video)
+                counts, size, form = _mask_counts(_mask_value(obj), video)
             except _MaskProblem:
                 broken += 1
                 continue
             forms[form] += 1
-            sizes[f"{h}x{w}"] += 1
-            if counts.size < 2 or not counts[1::2].any():
-                empty += 1  # (also catches zero-length runs of ones, unlike counts[0] == h * w)
+            sizes["{}x{}".format(*size)] += 1
+            # counts[1] > 0 answers for nearly every mask without a pass over the runs.
+            if counts.size < 2 or (counts[1] == 0 and not counts[1::2].any()):
+                empty += 1
             else:
                 labels[label] += 1
     with_images = sum(

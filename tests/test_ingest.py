@@ -748,6 +748,44 @@ def test_summary_counts_without_rescaling(make_export, monkeypatch):
     assert "#1 car/Car (RENAMED)" in text and "1 BROKEN" in text and "OVERLAYS" in text
 
 
+def test_summary_agrees_with_the_canonical_records(make_export):
+    """info parses count strings in bulk; every kind of mask must come out as the canonical pass
+    reads it (forms, sizes, empty, broken)."""
+    values = [
+        sam2_object(1, "a", SQUARE)["mask_rle"],
+        "65536",
+        "100 0 5 1 65430",  # a zero-length first run of ones: not empty
+        "100 0 65436",  # only zero-length runs of ones: empty
+        "1 2 3",  # adds up to nothing known
+        "",
+        " \t\n ",
+        "5 -1 65532",
+        "99999999999999999999 1",
+        rle_encode(nearest(SQUARE, 480, 640))["counts"],  # bare compressed, video size
+        " ".join(map(str, mask_counts(nearest(SQUARE, 240, 320)))),  # inferred aspect ratio
+        {"size": [480, 640], "counts": [307200]},
+    ]
+    frames = [
+        {"frame_index": 6 * i, "objects": [{"object_id": i, "label": f"l{i}", "mask_rle": v}]}
+        for i, v in enumerate(values)
+    ]
+    path = make_export(frames=frames, video={"width": 640, "height": 480})
+    with read_export(path, strict=False) as export:
+        summary = summarize_export(export)
+        objects = [o for f in export.frames for o in f.objects]
+    assert summary.broken_masks == sum(o.error is not None for o in objects) == 5
+    assert summary.empty_masks == sum(o.is_empty and o.error is None for o in objects) == 3
+    forms: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for o in objects:
+        if o.error is None:
+            forms[o.mask_form] = forms.get(o.mask_form, 0) + 1
+            key = f"{o.mask_size[0]}x{o.mask_size[1]}"
+            sizes[key] = sizes.get(key, 0) + 1
+    assert summary.mask_forms == forms and summary.mask_sizes == sizes
+    assert sizes == {"256x256": 4, "480x640": 2, "240x320": 1}
+
+
 def default_frames_with_rename() -> list[dict]:
     return [
         {
