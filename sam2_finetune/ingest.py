@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import gc
 import hashlib
 import io
 import json
@@ -802,6 +803,10 @@ def _format_of(name: str) -> str:
 
 def _load_json(source: _Source, member: str) -> tuple[Any, bytes]:
     data = source.read(member)
+    # The cyclic GC would traverse the growing tree again and again while json.loads builds
+    # hundreds of thousands of containers (none of them cyclic): pause it, 1.5-3x faster.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         # Editors on Windows add a byte-order mark, which json.loads refuses on bytes.
         return json.loads(data.removeprefix(codecs.BOM_UTF8)), data
@@ -823,6 +828,9 @@ def _load_json(source: _Source, member: str) -> tuple[Any, bytes]:
                 fix="pass a SAM2 export's own file",
             )
         ) from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _number(value: Any) -> float | None:
