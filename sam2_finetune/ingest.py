@@ -244,14 +244,24 @@ class FrameSequence(Sequence[Frame]):
         if start <= index < start + len(frames):
             return frames[index - start]
         if index == start + len(frames):  # reading in order: convert the next chunk at once
-            frames = self._build(self._raw[index : index + _CHUNK_FRAMES])
-            self._chunk = (index, frames)
-            return frames[0]
+            try:
+                frames = self._build(self._raw[index : index + _CHUNK_FRAMES])
+            except ExportError:
+                pass  # a later frame of the chunk is broken: only its own read may raise
+            else:
+                self._chunk = (index, frames)
+                return frames[0]
         return self._build(self._raw[index : index + 1])[0]
 
     def __iter__(self) -> Iterator[Frame]:
         for start in range(0, len(self._raw), _CHUNK_FRAMES):
-            yield from self._build(self._raw[start : start + _CHUNK_FRAMES])
+            chunk = self._raw[start : start + _CHUNK_FRAMES]
+            try:
+                frames = self._build(chunk)
+            except ExportError:
+                # Yield the frames before the broken one, then raise at the broken one itself.
+                frames = (self._build([raw])[0] for raw in chunk)
+            yield from frames
 
 
 @dataclass(frozen=True)

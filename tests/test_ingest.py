@@ -443,6 +443,22 @@ def test_broken_masks_name_archive_member_frame_object_and_fix(make_export, valu
     assert broken.error == message and broken.mask is None and broken.track_id == 7
 
 
+def test_a_broken_frame_raises_only_when_it_is_read(make_export):
+    """Frames are converted in chunks, but a broken mask surfaces at its own frame."""
+    frames = [{"frame_index": 6 * i, "objects": [sam2_object(1, "car", SQUARE)]} for i in range(20)]
+    frames[5]["objects"].append({"object_id": 2, "label": "x", "mask_rle": "1 2 3"})
+    with read_export(make_export(frames=frames)) as export:
+        assert [export.frames[i].frame_index for i in range(5)] == [0, 6, 12, 18, 24]
+        with pytest.raises(MaskError, match="frame 30, object 2"):
+            export.frames[5]
+        assert export.frames[6].frame_index == 36
+        read = []
+        with pytest.raises(MaskError, match="frame 30, object 2"):
+            for frame in export.frames:
+                read.append(frame.frame_index)
+        assert read == [0, 6, 12, 18, 24]
+
+
 @pytest.mark.parametrize(
     "obj, problem",
     [
