@@ -34,7 +34,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
@@ -1088,13 +1088,18 @@ class _MaskProblem(ValueError):
 def _infer_size(total: int, video: VideoInfo) -> tuple[int, int] | None:
     """The (h, w) of a count string that carries no size, from the sum of its runs: a square
     (SAM2's 256 x 256, or any n x n), the video's size, or the video's aspect ratio."""
+    return _infer_size_of(total, video.height, video.width)
+
+
+@lru_cache(maxsize=64)  # one export has one or two mask sizes: computed once, not per mask
+def _infer_size_of(total: int, height: int, width: int) -> tuple[int, int] | None:
     side = square_side(total)
     if side is not None:
         return (side, side)
-    if total == video.width * video.height:
-        return (video.height, video.width)
+    if total == width * height:
+        return (height, width)
     # h' / w' = h / w and h' * w' = total  =>  h'^2 = total * h / w
-    h2, rest = divmod(total * video.height, video.width)
+    h2, rest = divmod(total * height, width)
     h = square_side(h2) if rest == 0 else None
     if h is not None and total % h == 0:
         return (h, total // h)
@@ -1378,7 +1383,7 @@ def summarize_export(export: Export) -> ExportSummary:
     """Count what an export holds, from the JSON as written (no mask is rescaled)."""
     labels: Counter[str] = Counter()
     forms: Counter[str] = Counter()
-    sizes: Counter[str] = Counter()
+    sizes: Counter[tuple[int, int]] = Counter()
     tracks: dict[str, list[str]] = {}
     objects = empty = broken = with_objects = 0
     video = export.video
@@ -1402,7 +1407,7 @@ def summarize_export(export: Export) -> ExportSummary:
                 broken += 1
                 continue
             forms[form] += 1
-            sizes["{}x{}".format(*size)] += 1
+            sizes[size] += 1
             # counts[1] > 0 answers for nearly every mask without a pass over the runs.
             if counts.size < 2 or (counts[1] == 0 and not counts[1::2].any()):
                 empty += 1
@@ -1426,7 +1431,7 @@ def summarize_export(export: Export) -> ExportSummary:
         tracks=tracks,
         labels=dict(labels.most_common()),
         mask_forms=dict(forms),
-        mask_sizes=dict(sizes),
+        mask_sizes={f"{h}x{w}": n for (h, w), n in sizes.items()},
         objects=objects,
         empty_masks=empty,
         broken_masks=broken,
