@@ -489,48 +489,49 @@ class _Source:
 
     # -- folders ------------------------------------------------------------------------------
     def _open_folder(self, folder: Path) -> None:
+        if (folder / "annotations.json").is_file():
+            self._dir = folder
+        else:
+            # An export one level down: what unzipping a re-zipped export gives.
+            candidates = sorted(
+                p.parent
+                for p in folder.glob("*/annotations.json")
+                if not _JUNK.search(p.relative_to(folder).as_posix())
+            )
+            if len(candidates) != 1:
+                zips = sorted(p.name for p in folder.glob("*.zip"))
+                raise ExportError(
+                    describe(
+                        "the folder holds several exports"
+                        if candidates
+                        else "no annotations.json in the export folder",
+                        file=folder,
+                        expected="annotations.json at the top or in one sub-folder",
+                        found=", ".join(c.name for c in candidates[:5])
+                        or (
+                            f"no annotations.json; ZIPs: {', '.join(zips[:3])}" if zips else "none"
+                        ),
+                        fix="pass each export separately"
+                        if candidates
+                        else "pass the folder holding annotations.json, or the export ZIP itself",
+                    )
+                )
+            self._dir = candidates[0]
+            self.label = str(self._dir)
         links = []
-        for dirpath, dirnames, filenames in os.walk(folder):
+        for dirpath, dirnames, filenames in os.walk(self._dir):
             here = Path(dirpath)
             links += [here / n for n in dirnames + filenames if (here / n).is_symlink()]
         if links:
             raise UnsafeArchiveError(
                 describe(
                     "export folder holds symbolic links; refusing it",
-                    file=folder,
-                    member=links[0].relative_to(folder).as_posix(),
+                    file=self._dir,
+                    member=links[0].relative_to(self._dir).as_posix(),
                     found=f"{len(links)} link(s)",
                     fix="copy the real files into the export folder instead of linking them",
                 )
             )
-        if (folder / "annotations.json").is_file():
-            self._dir = folder
-            return
-        # An export one level down: what unzipping a re-zipped export gives.
-        candidates = sorted(
-            p.parent
-            for p in folder.glob("*/annotations.json")
-            if not _JUNK.search(p.relative_to(folder).as_posix())
-        )
-        if len(candidates) == 1:
-            self._dir = candidates[0]
-            self.label = str(self._dir)
-            return
-        zips = sorted(p.name for p in folder.glob("*.zip"))
-        raise ExportError(
-            describe(
-                "the folder holds several exports"
-                if candidates
-                else "no annotations.json in the export folder",
-                file=folder,
-                expected="annotations.json at the top or in one sub-folder",
-                found=", ".join(c.name for c in candidates[:5])
-                or (f"no annotations.json; ZIPs: {', '.join(zips[:3])}" if zips else "none"),
-                fix="pass each export separately"
-                if candidates
-                else "pass the folder that holds annotations.json, or the export ZIP itself",
-            )
-        )
 
     # -- ZIPs ---------------------------------------------------------------------------------
     def _open_zip(self) -> None:
