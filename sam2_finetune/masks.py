@@ -6,15 +6,15 @@ str}``, the form ``pycocotools.mask`` reads.
 
 Rescaling works on the runs themselves (nearest neighbour with exact pixel-centre sampling), never
 on a decoded bitmap: its cost grows with the number of runs, not with the pixels. The batch
-function :func:`counts_to_rles` rescales, compresses and measures (area, box) the masks of a whole
-frame in one vectorised pass, because for typical masks numpy's per-call overhead, not the
-arithmetic, is what costs; the single-mask functions are thin wrappers around the same code.
+function :func:`counts_to_rles` rescales, compresses and measures (area, box) many masks in one
+vectorised pass (ingest gives it 16 frames' masks at a time), because for typical masks numpy's
+per-call overhead, not the arithmetic, is what costs; the single-mask functions use the same code.
 
->>> counts = parse_counts("1 2 1")               # a 2 x 2 mask: one column of ones... almost
->>> resize_counts(counts, (2, 2), (4, 4)).tolist()
-[2, 4, 10]
->>> encode_counts([2, 4, 10], 4, 4)["counts"]
-'24:'
+>>> counts = parse_counts("0 2 2")  # a 2 x 2 mask whose left column is ones
+>>> resize_counts(counts, (2, 2), (4, 4)).tolist()  # 4 x 4: the left two columns
+[0, 8, 8]
+>>> encode_counts([0, 8, 8], 4, 4)
+{'size': [4, 4], 'counts': '088'}
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ _AREA_CHUNK = 200
 # A run can never exceed the pixel count; this bound (2^40) also catches the saturation of
 # np.fromstring on absurdly long numbers before any sum can overflow.
 _MAX_RUN = 1 << 40
-# A compressed count takes 5 bits per character; 8 characters already exceed _MAX_RUN.
-_MAX_CHUNKS = 8
+# A compressed count takes 5 bits per character, sign included: 9 hold any count below _MAX_RUN.
+_MAX_CHUNKS = 9
 _ZERO = np.zeros(1, dtype=np.int64)
 # A signed value needs one more 5-bit group each time its magnitude reaches one of these.
 _CHUNK_LIMITS = np.array([1 << (5 * k - 1) for k in range(1, _MAX_CHUNKS + 1)], dtype=np.int64)

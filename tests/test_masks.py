@@ -121,6 +121,13 @@ def test_rle_parsing_round_trips_against_pycocotools(mask):
     assert encode_counts(counts.tolist(), height, width) == rle_encode(mask)
 
 
+@pytest.mark.parametrize("counts", [[0, 2**35, 7], [2**39 + 5, 1], [5, 3, 2**39, 1, 2**39 - 7]])
+def test_compression_of_counts_past_32_bits_round_trips(counts):
+    """pycocotools stores counts as uint32; ours are int64 up to 2^40 both ways."""
+    text = encode_counts(counts, 1, sum(counts))["counts"]
+    assert decode_compressed_counts(text).tolist() == counts
+
+
 def test_square_side():
     assert square_side(65536) == 256
     assert square_side(65535) is None
