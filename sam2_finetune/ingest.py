@@ -1005,9 +1005,13 @@ def _read(
         image_kind = "raw"
 
     build = partial(
-        _build_frames, video=info, images=images, archive=source.label, member=ann_member,
+        _build_frames,
+        video=info,
+        images=images,
+        archive=source.label,
+        member=ann_member,
         strict=strict,
-    )  # fmt: skip
+    )
     return Export(
         source=path,
         video=info,
