@@ -15,6 +15,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import (  # tests/ is on sys.path (pytest's default prepend import mode)
+    SQUARE,
+    VIDEO_H,
+    VIDEO_W,
+    RawMember,
+    build_export,
+    crc32_of_zeros,
+    deflated_zeros,
+    forged_size_zip,
+    jpg_bytes,
+    mask_counts,
+    png_bytes,
+    rect_mask,
+    sam2_object,
+    write_raw_zip,
+    write_zip,
+    zip_bomb,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -35,24 +53,6 @@ from sam2_finetune.ingest import (
 )
 from sam2_finetune.masks import rle_bbox, rle_decode, rle_encode
 from sam2_finetune.synthetic import TrackSpec, write_export
-from tests.conftest import (
-    SQUARE,
-    VIDEO_H,
-    VIDEO_W,
-    RawMember,
-    build_export,
-    crc32_of_zeros,
-    deflated_zeros,
-    forged_size_zip,
-    jpg_bytes,
-    mask_counts,
-    png_bytes,
-    rect_mask,
-    sam2_object,
-    write_raw_zip,
-    write_zip,
-    zip_bomb,
-)
 
 
 def nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:

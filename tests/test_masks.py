@@ -24,7 +24,17 @@ from sam2_finetune.masks import (
     rle_iou,
     square_side,
 )
-from tests.conftest import mask_counts, rect_mask
+
+
+def mask_counts(mask: np.ndarray) -> np.ndarray:
+    return decode_compressed_counts(rle_encode(mask)["counts"])
+
+
+def rect_mask(height: int, width: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
