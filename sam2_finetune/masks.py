@@ -201,17 +201,6 @@ def _nearest_starts(src: int, dst: int) -> np.ndarray:
     return table
 
 
-@lru_cache(maxsize=256)
-def _column_table(src_w: int, dst_w: int, k: int) -> np.ndarray:
-    """``_nearest_starts`` for ``k`` masks laid side by side as one ``src_h x k*src_w`` image."""
-    starts = _nearest_starts(src_w, dst_w)
-    table = np.empty(k * src_w + 1, dtype=np.int64)
-    table[:-1] = (np.arange(k, dtype=np.int64)[:, None] * dst_w + starts[None, :-1]).ravel()
-    table[-1] = k * dst_w
-    table.flags.writeable = False
-    return table
-
-
 def _pieces(
     counts: Sequence[np.ndarray], src_hw: tuple[int, int], dst_hw: tuple[int, int]
 ) -> _Pieces:
@@ -258,14 +247,15 @@ def _pieces(
     rows = _nearest_starts(src_h, dst_h)
     y0 = rows[r0]
     y1 = rows[r1]
-    cols = _column_table(src_w, dst_w, k)
-    x0 = cols[col]
-    x1 = cols[col + 1]
+    mask, local = np.divmod(col, src_w)
+    cols = _nearest_starts(src_w, dst_w)
+    offset = mask * dst_w  # mask m owns destination columns m*dst_w ...
+    x0 = cols[local] + offset
+    x1 = cols[local + 1] + offset
     keep = (y1 > y0) & (x1 > x0)  # downscaling can drop a piece entirely
     if not keep.all():
-        col, y0, y1, x0, x1 = col[keep], y0[keep], y1[keep], x0[keep], x1[keep]
+        col, mask, y0, y1, x0, x1 = col[keep], mask[keep], y0[keep], y1[keep], x0[keep], x1[keep]
 
-    mask = col // src_w
     areas = np.zeros(k, dtype=np.int64)
     bboxes = np.zeros((k, 4), dtype=np.float64)
     if col.size:
@@ -274,9 +264,9 @@ def _pieces(
         present = np.flatnonzero(bounds[:-1] < bounds[1:])
         seg = bounds[present]
         areas[present] = np.add.reduceat((y1 - y0) * (x1 - x0), seg)
-        offset = present * dst_w
-        left = x0[seg] - offset
-        right = x1[bounds[present + 1] - 1] - offset
+        mask_left = present * dst_w
+        left = x0[seg] - mask_left
+        right = x1[bounds[present + 1] - 1] - mask_left
         top = np.minimum.reduceat(y0, seg)
         bottom = np.maximum.reduceat(y1, seg)
         bboxes[present, 0] = left
