@@ -1,16 +1,16 @@
 """`make demo`: every stage that exists, on sample_data/, with a tiny offline model.
 
 Run with ``python -m sam2_finetune.demo [--out DIR]``. Each step calls the same stage function
-the CLI and notebooks call, and the run ends with a printed summary.
+the CLI and notebooks call, and the run ends with a printed summary. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+import warnings
 from pathlib import Path
-
-from sam2_finetune.ingest import InfoOptions, format_summary, info
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
@@ -24,18 +24,127 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no exports in {SAMPLE_DATA}: run sample_data/generate.py")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    # The street scene comes with its raw frames: use them instead of the overlay PNGs.
+    raw_frames = {"street_scene": SAMPLE_DATA / "street_scene_frames"}
+    frames = [str(raw_frames[e.stem]) if e.stem in raw_frames else None for e in exports]
+    frame_pairs = [f"{stem}={path}" for stem, path in raw_frames.items()]
     summary: list[str] = []
     started = time.perf_counter()
 
+    from sam2_finetune.ingest import format_summary, read_exports, summarize_export
+
     print("== 1. ingest: sam2-finetune info")
-    summaries = info(InfoOptions(exports=exports))
-    for s in summaries:
-        print(format_summary(s))
+    read = read_exports(exports, frames=frames)
+    summaries = [summarize_export(e) for e in read]
+    for export in read:
+        export.close()
+    print("\n\n".join(format_summary(s) for s in summaries))
     summary.append(
         f"ingest    {len(summaries)} exports, "
-        f"{sum(s.frames_listed for s in summaries)} frames, "
-        f"{sum(s.objects for s in summaries)} objects"
+        f"{sum(s.frames_listed for s in summaries)} frames listed, "
+        f"{sum(s.objects for s in summaries)} objects, "
+        f"{sum(s.empty_masks for s in summaries)} empty masks"
     )
+
+    from sam2_finetune.validate import ValidateOptions, validate
+    from sam2_finetune.validate.report import summary_text
+
+    print("\n== 2. validate: sam2-finetune validate (exports)")
+    report = validate(
+        ValidateOptions(
+            inputs=exports,
+            frames=frame_pairs,
+            report=out / "validate" / "report.md",
+            json_report=out / "validate" / "report.json",
+            overwrite=True,
+        )
+    )
+    print(summary_text(report))
+    label_map = out / "label_map.json"
+    label_map.write_text(json.dumps(report.relabel, indent=2, sort_keys=True) + "\n")
+    summary.append(
+        f"validate  {report.status}: {report.counts['error']} errors, "
+        f"{report.counts['warning']} warnings; relabel map {report.relabel} -> {label_map}"
+    )
+
+    from sam2_finetune.convert import ConvertOptions, convert
+
+    print("\n== 3. convert: canonical HF dataset, LLaVA, COCO (with the relabel map)")
+    common = {"exports": exports, "frames": frame_pairs, "label_map": label_map, "overwrite": True}
+    hf = convert(ConvertOptions(**common, to="hf", out=out / "hf"))
+    llava = convert(
+        ConvertOptions(
+            **common,
+            to="llava",
+            out=out / "llava",
+            tasks=["detect=0.4", "ground=0.3", "segment=0.2", "count=0.1"],
+            seed=42,
+        )
+    )
+    coco = convert(ConvertOptions(**common, to="coco", out=out / "coco"))
+    for result in (hf, llava, coco):
+        print(f"  {result.to:7} {result.rows} rows, {result.objects} objects -> {result.out}")
+        for note in result.warnings:
+            print(f"          warning: {note}")
+    fidelity = llava.polygon_fidelity or {}
+    summary.append(
+        f"convert   {hf.rows} rows, {hf.objects} objects, labels {hf.labels}; "
+        f"polygon IoU vs mask {fidelity.get('mean_iou', float('nan')):.3f}"
+    )
+
+    from sam2_finetune.split import SplitOptions, SplitWarning, format_split, split
+
+    print("\n== 4. split: temporal (leak-free)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitWarning)  # listed in result.warnings instead
+        parts = split(
+            SplitOptions(
+                dataset=out / "hf",
+                out=out / "split",
+                strategy="temporal",
+                ratios=[0.8, 0.1, 0.1],
+                seed=42,
+                overwrite=True,
+            )
+        )
+    print(format_split(parts))
+    for note in parts.warnings:
+        print("  warning:", note)
+    summary.append(
+        f"split     {parts.temporal_unit}s: "
+        + ", ".join(f"{k} {v}" for k, v in parts.sizes.items())
+        + f"; {parts.dropped} dropped at gaps; leakage "
+        + ("none" if parts.leakage.ok else "FOUND")
+    )
+
+    print("\n== 5. models: the registry with memory estimates (sam2-finetune models)")
+    from sam2_finetune.models.registry import ModelsOptions, format_models_table, models_table
+
+    models = ModelsOptions(family=["smolvlm", "qwen2_5_vl", "llava"])
+    print(format_models_table(models_table(models), models))
+
+    print("\n== 6. config + hardware check: quick_test preset (sam2-finetune check)")
+    from sam2_finetune.config import load_config
+    from sam2_finetune.hardware import check_config, format_report, gather_hardware_facts
+
+    config = load_config(
+        preset="quick_test",
+        overrides=[f"data.dataset={out / 'split'}", f"output.run_dir={out / 'run'}"],
+    )
+    check = check_config(config, gather_hardware_facts())
+    print(format_report(check))
+    summary.append(
+        f"config    quick_test: {config.model.family} {config.model.checkpoint}, "
+        f"check {'ok' if check.ok else 'FAILED'}"
+    )
+
+    print("\n== 7. model: a tiny offline SmolVLM (sam2-finetune tiny-model)")
+    from sam2_finetune.models.tiny import build_tiny_model
+
+    tiny = build_tiny_model("smolvlm", out / "tiny-smolvlm", overwrite=True)
+    size_kb = sum(p.stat().st_size for p in tiny.rglob("*") if p.is_file()) / 1024
+    print(f"  built {tiny} ({size_kb:.0f} KB)")
+    summary.append(f"model     tiny smolvlm at {tiny} ({size_kb:.0f} KB)")
 
     print("\n== summary")
     for line in summary:

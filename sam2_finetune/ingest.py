@@ -41,7 +41,13 @@ from typing import IO, Any, Literal, overload
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sam2_finetune.errors import ExportError, MaskError, UnsafeArchiveError, describe
+from sam2_finetune.errors import (
+    ExportError,
+    MaskError,
+    OptionsError,
+    UnsafeArchiveError,
+    describe,
+)
 from sam2_finetune.masks import (
     Rle,
     counts_to_rles,
@@ -1025,6 +1031,61 @@ def _read(
     )
 
 
+FRAMES_HELP = (
+    "Raw frames replacing the overlay images: one folder or video per export in order, or "
+    "EXPORT=PATH pairs (EXPORT is the export's path, file name or stem) for some."
+)
+
+
+def frame_sources(
+    exports: Sequence[Path], frames: Sequence[str | Path] | None
+) -> list[str | Path | None] | None:
+    """Match ``--frames`` values to exports: all by order, or ``EXPORT=PATH`` pairs for some."""
+    if not frames:
+        return None
+    frames = [str(f) for f in frames]
+    pairs = [f for f in frames if "=" in f]
+    if not pairs:
+        if len(frames) != len(exports):
+            raise OptionsError(
+                describe(
+                    "--frames needs one source per export, in order",
+                    field="frames",
+                    expected=f"{len(exports)} frame sources",
+                    found=len(frames),
+                    fix="pass one folder or video per export, or EXPORT=PATH pairs",
+                )
+            )
+        return list(frames)
+    if len(pairs) != len(frames):
+        raise OptionsError(
+            describe(
+                "--frames mixes ordered sources and EXPORT=PATH pairs",
+                field="frames",
+                found=" ".join(frames),
+                fix="use only one of the two forms",
+            )
+        )
+    sources: list[str | Path | None] = [None] * len(exports)
+    for pair in pairs:
+        key, _, path = pair.partition("=")
+        hits = [
+            i for i, export in enumerate(exports) if key in (str(export), export.name, export.stem)
+        ]
+        if len(hits) != 1:
+            raise OptionsError(
+                describe(
+                    f"--frames {pair!r} matches {len(hits)} exports",
+                    field="frames",
+                    expected="exactly one export by path, file name or stem",
+                    found=", ".join(str(exports[i]) for i in hits) or "none",
+                    fix="write the export's path as given on the command line",
+                )
+            )
+        sources[hits[0]] = path
+    return sources
+
+
 def read_exports(
     paths: Sequence[str | Path],
     *,
@@ -1496,9 +1557,7 @@ class InfoOptions(BaseModel):
     exports: list[Path] = Field(
         description="SAM2 export ZIPs or extracted folders.", json_schema_extra={"positional": True}
     )
-    frames: list[Path] | None = Field(
-        None, description="Raw frames (folder or video) per export, replacing overlays."
-    )
+    frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
     json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
 
 
@@ -1509,7 +1568,9 @@ def info(options: InfoOptions) -> list[ExportSummary]:
     >>> summary.frames_listed  # doctest: +SKIP
     40
     """
-    exports = read_exports(options.exports, frames=options.frames, strict=False)
+    exports = read_exports(
+        options.exports, frames=frame_sources(options.exports, options.frames), strict=False
+    )
     try:
         return [summarize_export(e) for e in exports]
     finally:

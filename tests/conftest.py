@@ -8,9 +8,13 @@ sizes that lie, entries sharing their data, gigabytes of zeros deflated without 
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import os
+import shutil
 import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -23,6 +27,13 @@ import pytest
 from PIL import Image
 
 from sam2_finetune.masks import decode_compressed_counts, rle_encode
+
+# Two cores are shared by the xdist workers: one torch thread each is faster than contention.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tiny models built by tests go to a per-run cache, never the user's ~/.cache.
+_CACHE = tempfile.mkdtemp(prefix="sam2-finetune-test-cache-")
+os.environ["SAM2_FINETUNE_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 # --------------------------------------------------------------------------------------------
 # Masks

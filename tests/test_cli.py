@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, Field
@@ -81,3 +82,13 @@ def test_data_commands_do_not_import_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    sample = sorted((Path(__file__).resolve().parent.parent / "sample_data").glob("*.zip"))
+    script = (
+        f"{sys.executable} -m sam2_finetune info {' '.join(map(str, sample))} --json | head -c 10"
+    )
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert result.stdout.startswith("[")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam2_finetune.convert import ConvertOptions, convert, frame_sources
+from sam2_finetune.convert import ConvertOptions, convert
 from sam2_finetune.convert.rows import LabelMap, load_label_map, normalize_label
 from sam2_finetune.errors import DatasetError, ExportError, OptionsError, OutputExistsError
+from sam2_finetune.ingest import frame_sources
 from sam2_finetune.masks import parse_counts, rle_bbox, rle_decode
 from sam2_finetune.synthetic import TrackSpec, write_export
 

@@ -30,8 +30,8 @@ from sam2_finetune.convert.rows import (
     iter_rows,
     load_label_map,
 )
-from sam2_finetune.errors import DatasetError, OptionsError, describe
-from sam2_finetune.ingest import Export, read_exports
+from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.ingest import FRAMES_HELP, Export, frame_sources, read_exports
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
 
 Format = Literal["hf", "llava", "sharegpt", "coco"]
@@ -50,11 +50,7 @@ class ConvertOptions(BaseModel):
     )
     to: Format = Field("hf", description="Output format.")
     out: Path = Field(description="Output folder (must be new or empty unless --overwrite).")
-    frames: list[str] | None = Field(
-        None,
-        description="Raw frames replacing the overlay images: one folder or video per export in "
-        "order, or EXPORT=PATH pairs (EXPORT is the export's path, file name or stem) for some.",
-    )
+    frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
     label_map: Path | None = Field(
         None,
         description="YAML or JSON file {label as typed: new label} to rename or merge labels "
@@ -130,52 +126,6 @@ class ConvertResult:
     seconds: float
     polygon_fidelity: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def frame_sources(exports: list[Path], frames: list[str] | None) -> list[str | Path | None] | None:
-    """Match ``--frames`` values to exports: all by order, or ``EXPORT=PATH`` pairs for some."""
-    if not frames:
-        return None
-    pairs = [f for f in frames if "=" in f]
-    if not pairs:
-        if len(frames) != len(exports):
-            raise OptionsError(
-                describe(
-                    "--frames needs one source per export, in order",
-                    field="frames",
-                    expected=f"{len(exports)} frame sources",
-                    found=len(frames),
-                    fix="pass one folder or video per export, or EXPORT=PATH pairs",
-                )
-            )
-        return list(frames)
-    if len(pairs) != len(frames):
-        raise OptionsError(
-            describe(
-                "--frames mixes ordered sources and EXPORT=PATH pairs",
-                field="frames",
-                found=" ".join(frames),
-                fix="use only one of the two forms",
-            )
-        )
-    sources: list[str | Path | None] = [None] * len(exports)
-    for pair in pairs:
-        key, _, path = pair.partition("=")
-        hits = [
-            i for i, export in enumerate(exports) if key in (str(export), export.name, export.stem)
-        ]
-        if len(hits) != 1:
-            raise OptionsError(
-                describe(
-                    f"--frames {pair!r} matches {len(hits)} exports",
-                    field="frames",
-                    expected="exactly one export by path, file name or stem",
-                    found=", ".join(str(exports[i]) for i in hits) or "none",
-                    fix="write the export's path as given on the command line",
-                )
-            )
-        sources[hits[0]] = path
-    return sources
 
 
 def _check_chat_options(options: ConvertOptions) -> None:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sam2_finetune.ingest import FRAMES_HELP
+
 Severity = Literal["error", "warning", "info"]
 
 
@@ -34,11 +36,7 @@ class ValidateOptions(BaseModel):
         "error", description="Lowest severity that makes the exit status 1."
     )
     overwrite: bool = Field(False, description="Replace report files that already exist.")
-    frames: list[Path] | None = Field(
-        None,
-        description="Raw frames (a folder or the source video) per input export, replacing the "
-        "overlay images (one per input, in order).",
-    )
+    frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
     ratios: list[float] = Field(
         [0.8, 0.1, 0.1],
         description="Split ratios the data is meant for: a class seen in fewer frames than "

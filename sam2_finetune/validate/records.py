@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sam2_finetune.errors import DatasetError, ExportError, OptionsError, describe
-from sam2_finetune.ingest import Export, ImageRef, read_export
+from sam2_finetune.ingest import Export, ImageRef, frame_sources, read_export
 from sam2_finetune.masks import Rle, decode_compressed_counts, rle_area, rle_bbox
 
 Box = tuple[float, float, float, float]  # [x, y, w, h] in image pixels
@@ -109,31 +109,24 @@ def is_dataset(path: Path) -> bool:
 
 
 def iter_videos(
-    inputs: Sequence[Path], frames: Sequence[Path] | None = None
+    inputs: Sequence[Path], frames: Sequence[str | Path] | None = None
 ) -> Iterator[tuple[VideoRecord, Iterator[FrameRecord]]]:
     """Every video of every input with its frames, one video at a time.
 
     Consume a video's frames before asking for the next video. ``frames`` gives raw frames (a
-    folder or a video) per input, replacing overlay images; only exports can take them.
+    folder or a video) replacing overlay images, one per input in order or ``INPUT=PATH`` pairs
+    for some (as ``convert --frames``); only exports can take them.
 
     Raises:
         ExportError, DatasetError: an input cannot be read at all.
-        OptionsError: ``frames`` does not have one entry per input, or one is given for a dataset.
+        OptionsError: ``frames`` matches the inputs neither by order nor by pairs, or one is
+            given for a dataset.
     """
-    if frames is not None and len(frames) != len(inputs):
-        raise OptionsError(
-            describe(
-                "one raw-frames source is needed per input",
-                field="frames",
-                expected=f"{len(inputs)} paths",
-                found=len(frames),
-                fix="pass --frames once per input, in the same order (or not at all)",
-            )
-        )
+    inputs = [Path(p) for p in inputs]
+    sources = frame_sources(inputs, frames)
     seen: dict[str, int] = {}
     for i, path in enumerate(inputs):
-        path = Path(path)
-        raw = frames[i] if frames is not None else None
+        raw = sources[i] if sources is not None else None
         if is_dataset(path):
             if raw is not None:
                 raise OptionsError(
@@ -162,7 +155,7 @@ def _unique(video_id: str, seen: dict[str, int]) -> str:
 
 
 def _export_videos(
-    path: Path, frames: Path | None, seen: dict[str, int]
+    path: Path, frames: str | Path | None, seen: dict[str, int]
 ) -> Iterator[tuple[VideoRecord, Iterator[FrameRecord]]]:
     export = read_export(path, frames=frames, strict=False)
     try:
