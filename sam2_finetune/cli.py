@@ -17,8 +17,11 @@ of torch and transformers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
+import re
 import sys
 import types
 import typing
@@ -26,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from sam2_finetune.errors import OptionsError, Sam2FinetuneError
@@ -140,6 +143,99 @@ def _argument_kwargs(annotation: Any, info: FieldInfo) -> dict[str, Any]:
     return kwargs
 
 
+def _multi_value_flags(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """``--flag`` -> item type, for every option of ``model`` that takes several values."""
+    flags: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        flag_name = info.alias or name
+        annotation = _unwrap_optional(info.annotation)
+        if _is_model(annotation):
+            flags.update(_multi_value_flags(annotation, prefix + flag_name + "."))
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("positional") and not prefix:
+            continue
+        if _argument_kwargs(annotation, info).get("nargs") == "+":
+            inner = get_args(annotation)
+            flags["--" + (prefix + flag_name).replace("_", "-")] = inner[0] if inner else str
+    return flags
+
+
+def _positional_names(model: type[BaseModel]) -> list[str]:
+    return [
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("positional")
+    ]
+
+
+def _is_flag(token: str) -> bool:
+    # As argparse: "-5" and "-.5" are values, "-x" / "--x" are flags.
+    return token.startswith("-") and not re.fullmatch(r"-\d+|-\d*\.\d+", token)
+
+
+def _positionals_first(argv: list[str], command: str, model: type[BaseModel]) -> list[str]:
+    """``argv`` with the values after a multi-value flag that cannot be its items moved to just
+    after ``command``: ``check --set a=b CONFIG`` -> ``check CONFIG --set a=b``.
+
+    argparse gives a ``nargs="+"`` flag every value up to the next flag, so a positional
+    written after one would be swallowed. Only the trailing run of values that fail the item
+    type moves (``CONFIG`` is no ``KEY=VALUE``, ``qwen2_vl`` no frame size).
+    """
+    flags = _multi_value_flags(model)
+    start = argv.index(command) + 1
+    kept, moved = list(argv[:start]), []
+    i = start
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            kept += argv[i:]
+            break
+        kept.append(token)
+        i += 1
+        if token not in flags:
+            continue
+        end = i
+        while end < len(argv) and not _is_flag(argv[end]) and argv[end] != "--":
+            end += 1
+        values = argv[i:end]
+        adapter = TypeAdapter(flags[token])
+        fit = len(values)
+        while fit > 0:
+            try:
+                adapter.validate_python(values[fit - 1])
+                break
+            except ValidationError:
+                fit -= 1
+        kept += values[:fit]
+        moved += values[fit:]
+        i = end
+    return kept[:start] + moved + kept[start:]
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str], command: str | None) -> Any:
+    """``parser.parse_args(argv)``, reading a positional written after a multi-value flag's
+    values as the positional (see :func:`_positionals_first`)."""
+    if command is None or "-h" in argv or "--help" in argv:
+        return parser.parse_args(argv)
+    model = options_model(_load(COMMANDS[command][0]))
+    reordered = _positionals_first(argv, command, model)
+    if reordered == argv:
+        return parser.parse_args(argv)
+    # Move values only when the positionals came out empty: otherwise a value that does not
+    # fit its flag is the user's typo, which validation reports naming the option.
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            namespace = parser.parse_args(argv)
+        except SystemExit:
+            namespace = None
+    if namespace is not None and all(
+        getattr(namespace, name, None) for name in _positional_names(model)
+    ):
+        return namespace
+    return parser.parse_args(reordered)
+
+
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for key, value in flat.items():
@@ -207,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = None
     try:
         parser = build_parser(command)
-        args = vars(parser.parse_args(argv))
+        args = vars(_parse_args(parser, argv, command))
         name = args.pop("command", None)
         if name is None:
             parser.print_help()

@@ -32,7 +32,14 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -63,6 +70,20 @@ Logger = Literal["tensorboard", "wandb", "mlflow"]
 Device = Literal["auto", "cpu", "cuda"]
 
 TINY_PREFIX = "tiny:"
+
+
+def _override_shape(item: str) -> str:
+    key, sep, _ = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(
+            "an override must look like SECTION.OPTION=VALUE, e.g. training.learning_rate=1e-4"
+        )
+    return item
+
+
+# One ``--set`` item. Commands declare ``set: list[Override]``: besides the early message, the
+# shape lets the CLI tell an override from the CONFIG argument written after ``--set a=b``.
+Override = Annotated[str, AfterValidator(_override_shape)]
 
 
 def _problem(loc: tuple[str | int, ...], value: Any, message: str) -> InitErrorDetails:

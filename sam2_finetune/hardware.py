@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sam2_finetune.config import TINY_PREFIX, TrainConfig, load_config
+from sam2_finetune.config import TINY_PREFIX, Override, TrainConfig, load_config
 from sam2_finetune.models.memory import MemoryEstimate, Precision, estimate_memory
 from sam2_finetune.models.registry import (
     CHECKPOINT_FAMILY,
@@ -556,8 +556,10 @@ class CheckOptions(BaseModel):
         "qwen2_5_vl/7b_qlora, ...).",
         json_schema_extra={"positional": True},
     )
-    set: list[str] = Field(
-        [], description="Overrides KEY=VALUE (values read as YAML), e.g. training.batch_size=2."
+    set: list[Override] = Field(
+        [],
+        description="Overrides KEY=VALUE (values read as YAML), e.g. training.batch_size=2; "
+        "before or after CONFIG.",
     )
     frame_size: list[int] = Field(
         [1280, 720],

@@ -234,3 +234,69 @@ def test_the_real_check_command_on_this_machine():
     if not hardware["cuda_available"]:
         # bitsandbytes >= 0.45 quantises on the CPU: the check found it usable.
         assert hardware["bitsandbytes_error"] is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "quick_test", "--set", "training.learning_rate=-1", "model.lora_rank=0"],
+        ["check", "--set", "training.learning_rate=-1", "model.lora_rank=0", "quick_test"],
+        ["check", "--set", "training.learning_rate=-1", "model.lora_rank=0", "--", "quick_test"],
+        [
+            "check",
+            "--frame-size",
+            "640",
+            "360",
+            "--set",
+            "training.learning_rate=-1",
+            "model.lora_rank=0",
+            "quick_test",
+        ],
+        [
+            "check",
+            "--set",
+            "training.learning_rate=-1",
+            "model.lora_rank=0",
+            "--json",
+            "quick_test",
+        ],
+    ],
+)
+def test_set_may_come_before_or_after_the_config(argv, capsys):
+    """`--set` takes several values; the config name after them is still the CONFIG argument."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "quick_test.yaml + 2 override(s): 2 invalid option(s)" in err, err
+    assert "training.learning_rate" in err and "model.lora_rank" in err
+    assert "Traceback" not in err
+
+
+def test_several_wrong_fields_on_the_command_line_are_reported_together(capsys):
+    argv = [
+        "check",
+        "--set",
+        "training.learning_rate=5",
+        "training.batch_size=abc",
+        "model.famly=qwen2_vl",
+        "training.optimizer=adam",
+        "data.max_length=10",
+        "production",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "5 invalid option(s)" in err
+    for expected in (
+        "training.learning_rate: Input should be less than or equal to 1 (got 5); allowed: > 0",
+        "training.batch_size: Input should be a valid integer",
+        "model.famly: unknown option (got 'qwen2_vl'); did you mean 'model.family'?",
+        "training.optimizer: Input should be 'adamw_torch'",
+        "data.max_length: Input should be greater than or equal to 64 (got 10)",
+    ):
+        assert expected in err, err
+
+
+def test_an_override_without_equals_says_how_to_write_it(capsys):
+    assert main(["check", "quick_test", "--set", "training.learning_rate"]) == 2
+    err = capsys.readouterr().err
+    assert "SECTION.OPTION=VALUE" in err and "'training.learning_rate'" in err
+    assert "Traceback" not in err

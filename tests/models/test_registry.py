@@ -155,6 +155,17 @@ def test_models_command_json_and_filter(capsys):
     assert qwen["memory_lora_bf16"] > 0 and qwen["parameters"] == 2_208_985_600
 
 
+def test_families_after_a_multi_value_flag_are_still_families(capsys):
+    """`--frame-size W H FAMILY`: argparse alone would read FAMILY as a third frame size."""
+    assert main(["models", "--json", "--frame-size", "640", "480", "qwen2_vl", "llava"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["family"] for r in rows} == {"qwen2_vl", "llava"}
+    assert next(r for r in rows if r["family"] == "qwen2_vl")["image_tokens"] == 23 * 17
+    # A wrong frame size, with no family after it, is still reported as a frame size.
+    assert main(["models", "--frame-size", "640", "480", "360"]) == 2
+    assert "frame_size: List should have at most 2 items" in capsys.readouterr().err
+
+
 def test_models_with_an_unknown_family_is_a_one_line_error(capsys):
     assert main(["models", "qwen3"]) == 2
     assert "unknown model family 'qwen3'" in capsys.readouterr().err
