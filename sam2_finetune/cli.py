@@ -7,7 +7,9 @@ where the Python API's option does and cannot drift from it:
 - ``list[...]`` fields take several values (``--ratios 0.8 0.1 0.1``; positional ``EXPORT...``),
 - ``bool`` fields become ``--flag / --no-flag``, ``Literal`` fields get ``choices``,
 - nested models become dotted flags (``--training.learning_rate 1e-4``),
-- a field marked ``json_schema_extra={"positional": True}`` is positional.
+- a field marked ``json_schema_extra={"positional": True}`` is positional; written after a
+  multi-value flag's values it is still read as the positional when it cannot be one of the
+  flag's items (``check --set a=b CONFIG``).
 
 Values go to pydantic unchanged, so the CLI and Python report the same validation errors, all at
 once. Stage modules are imported only for the command that runs, which keeps data commands free

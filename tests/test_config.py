@@ -1,8 +1,11 @@
+import json
+import re
 import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from sam2_finetune import config as config_module
 from sam2_finetune.answer_formats import ANSWER_FORMATS, TASKS
@@ -406,6 +409,37 @@ def test_allowed_values_reads_bounds_and_choices():
         TrainConfig, ("output", "loggers", 0)
     )
     assert allowed_values(TrainConfig, ("nope",)) is None
+
+
+def _docs_default(info) -> str:
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    return f"`{value if isinstance(value, (str, list)) else json.dumps(value)}`"
+
+
+@pytest.mark.parametrize(
+    "section",
+    [n for n, f in TrainConfig.model_fields.items() if isinstance(f.annotation, type) and
+     issubclass(f.annotation, BaseModel)],
+)  # fmt: skip
+def test_docs_option_tables_match_the_model(section):
+    """docs/config.md's option tables are what the model accepts: no option missing, renamed,
+    or documented with a stale default, range or description."""
+    text = (PRESETS_DIR.parent / "docs" / "config.md").read_text(encoding="utf-8")
+    block = re.search(rf"### `{section}`\n\n(.*?)(?:\n\n|\Z)", text, re.S)
+    assert block, f"docs/config.md has no table for {section}"
+    rows = [
+        [cell.strip() for cell in line.strip("|").split(" | ")]
+        for line in block.group(1).splitlines()[2:]
+    ]
+    fields = TrainConfig.model_fields[section].annotation.model_fields
+    assert [row[0].strip("`") for row in rows] == list(fields)
+    for name, default, allowed, what in rows:
+        info = fields[name.strip("`")]
+        assert default == _docs_default(info), name
+        assert allowed == (allowed_values(TrainConfig, (section, name.strip("`"))) or ""), name
+        assert what == info.description, name
 
 
 # --- Literals kept in step with the registries ------------------------------------------------
