@@ -7,8 +7,10 @@ folders, ``fps`` vs ``source_fps``) are handled here so no later stage sees them
 >>> export = read_export("sample_data/street_scene.zip")  # doctest: +SKIP
 >>> export.video.width, len(export.frames)                 # doctest: +SKIP
 (320, 40)
->>> frame = export.frames[0]; frame.objects[0].bbox        # doctest: +SKIP
-(40.0, 22.0, 60.0, 45.0)
+>>> export.frames[0].is_empty          # listed with ``objects: []``  # doctest: +SKIP
+True
+>>> export.frames[1].objects[0].bbox  # x, y, w, h in video pixels   # doctest: +SKIP
+(16.0, 156.0, 70.0, 33.0)
 
 Frames are converted lazily: ``export.frames[i]`` rescales that frame's masks when asked, so
 memory stays flat however long the video is. Images are never read until ``ImageRef.read_bytes()``
@@ -524,6 +526,15 @@ class _Source:
                 )
             self._dir = candidates[0]
             self.label = str(self._dir)
+            if self._dir.is_symlink():  # found by the search, not named by the user
+                raise UnsafeArchiveError(
+                    describe(
+                        "the export's sub-folder is a symbolic link; refusing it",
+                        file=folder,
+                        member=self._dir.name,
+                        fix="pass the folder the link points to, or copy the export there",
+                    )
+                )
         links = []
         for dirpath, dirnames, filenames in os.walk(self._dir):
             here = Path(dirpath)
@@ -1443,6 +1454,9 @@ class ExportSummary:
     empty_masks: int
     broken_masks: int
     has_metadata: bool
+    # track id -> its non-empty masks, and its empty (lost/occluded) ones where it has any
+    track_objects: dict[str, int] = field(default_factory=dict)
+    track_empty_masks: dict[str, int] = field(default_factory=dict)
 
 
 def summarize_export(export: Export) -> ExportSummary:
@@ -1451,6 +1465,8 @@ def summarize_export(export: Export) -> ExportSummary:
     forms: Counter[str] = Counter()
     sizes: Counter[tuple[int, int]] = Counter()
     tracks: dict[str, list[str]] = {}
+    track_objects: Counter[str] = Counter()
+    track_empty: Counter[str] = Counter()
     objects = empty = broken = with_objects = 0
     video = export.video
     for raw in export.raw_frames:
@@ -1477,8 +1493,10 @@ def summarize_export(export: Export) -> ExportSummary:
             # counts[1] > 0 answers for nearly every mask without a pass over the runs.
             if counts.size < 2 or (counts[1] == 0 and not counts[1::2].any()):
                 empty += 1
+                track_empty[track] += 1
             else:
                 labels[label] += 1
+                track_objects[track] += 1
     with_images = sum(
         1 for i in {r["frame_index"] for r in export.raw_frames} if i in export.images
     )
@@ -1502,6 +1520,8 @@ def summarize_export(export: Export) -> ExportSummary:
         empty_masks=empty,
         broken_masks=broken,
         has_metadata=export.has_metadata,
+        track_objects={track: track_objects[track] for track in tracks},
+        track_empty_masks=dict(track_empty),
     )
 
 
@@ -1529,7 +1549,10 @@ def format_summary(summary: ExportSummary) -> str:
         + (", ".join(f"{size} x{n}" for size, n in summary.mask_sizes.items()) or "none"),
         f"  tracks       {len(summary.tracks)}: "
         + ", ".join(
-            f"#{track} {'/'.join(labels)}" + (" (RENAMED)" if len(labels) > 1 else "")
+            f"#{track} {'/'.join(labels)}"
+            + (" (RENAMED)" if len(labels) > 1 else "")
+            + f" x{summary.track_objects.get(track, 0)}"
+            + (f" (+{n} empty)" if (n := summary.track_empty_masks.get(track)) else "")
             for track, labels in summary.tracks.items()
         ),
         "  labels       "
@@ -1559,6 +1582,10 @@ class InfoOptions(BaseModel):
     )
     frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
     json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
+    limits: ArchiveLimits = Field(
+        default_factory=ArchiveLimits,
+        description="Bounds refusing hostile archives (--limits.max-ratio 500, ...).",
+    )
 
 
 def info(options: InfoOptions) -> list[ExportSummary]:
@@ -1569,7 +1596,10 @@ def info(options: InfoOptions) -> list[ExportSummary]:
     40
     """
     exports = read_exports(
-        options.exports, frames=frame_sources(options.exports, options.frames), strict=False
+        options.exports,
+        frames=frame_sources(options.exports, options.frames),
+        limits=options.limits,
+        strict=False,
     )
     try:
         return [summarize_export(e) for e in exports]

@@ -635,6 +635,33 @@ def test_symlinks_in_a_folder_export_are_refused(tmp_path):
         read_export(folder)
 
 
+def test_an_export_subfolder_that_is_a_symlink_is_refused(tmp_path):
+    """The search one level down must not follow a link out of the folder the user named."""
+    real = build_export(tmp_path, "real", layout="folder")
+    user = tmp_path / "user"
+    user.mkdir()
+    os.symlink(real, user / "export")
+    with pytest.raises(UnsafeArchiveError) as raised:
+        read_export(user)
+    assert "sub-folder is a symbolic link" in str(raised.value)
+    assert f"{user}!export" in str(raised.value)
+    with read_export(real) as export:  # the folder itself, named by the user, is read
+        assert len(export.frames) == 2
+
+
+def test_archive_limits_come_from_the_info_command_line(tmp_path, capsys):
+    bomb = zip_bomb(tmp_path / "bomb.zip", members=1, mebibytes=300)
+    assert main(["info", str(bomb)]) == 2
+    assert "compression ratio at most 200" in capsys.readouterr().err
+    # A nested option: each field of ArchiveLimits is a dotted flag.
+    path = build_export(tmp_path, "export.zip")
+    assert main(["info", str(path), "--limits.max-members", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "too many entries" in err and "expected at most 2" in err
+    assert main(["info", str(path), "--limits.max-ratio", "0.5"]) == 2
+    assert "limits.max_ratio" in capsys.readouterr().err
+
+
 def test_crc_of_zeros_helper_is_exact():
     import zlib
 
@@ -832,6 +859,14 @@ def test_info_command_text_and_json(make_export, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [d["video_id"] for d in data][1] == data[0]["video_id"] + "-2"
     assert data[0]["mask_forms"] == {"sam2_string": 2} and data[0]["empty_masks"] == 1
+
+
+def test_info_counts_objects_per_track(make_export, capsys):
+    (summary,) = info(InfoOptions(exports=[make_export(frames=default_frames_with_rename())]))
+    assert summary.track_objects == {"1": 2, "2": 1}
+    assert summary.track_empty_masks == {"2": 1}
+    text = format_summary(summary)
+    assert "#1 car/Car (RENAMED) x2" in text and "#2 person x1 (+1 empty)" in text
 
 
 def test_info_errors_print_one_line(tmp_path, capsys):

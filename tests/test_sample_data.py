@@ -4,6 +4,7 @@ README promises (traps, empty frames, enough instances per class)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -82,6 +83,40 @@ def test_sample_exports_hold_what_the_readme_says():
     warehouse = summaries["warehouse.zip"]
     assert (warehouse.width, warehouse.height, warehouse.has_metadata) == (384, 216, False)
     assert summaries["street_scene.zip"].empty_masks == 3  # the car that left the frame
+
+
+def test_info_on_every_sample_export_as_text_and_json(capsys):
+    from sam2_finetune.cli import main
+
+    paths = [str(SAMPLE / name) for name in EXPORTS]
+    assert main(["info", *paths]) == 0
+    text = capsys.readouterr().out
+    blocks = text.split("\n\n")
+    assert len(blocks) == 3
+    for name, block in zip(EXPORTS, blocks, strict=True):
+        assert name in block and "OVERLAYS" in block and "BROKEN" not in block
+        assert "sam2_string" in block and "256x256" in block
+    assert "40 listed, 38 with objects, 38 with images" in blocks[0]
+    assert "#4 object_4/cutting board (RENAMED) x45" in blocks[1]
+    assert "#3 bowl x39 (+6 empty)" in blocks[1]
+    assert "384 x 216, 30 fps" in blocks[2] and "metadata.json is missing" in blocks[2]
+
+    assert main(["info", *paths, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["source"] for d in data] == paths
+    ids = [d["video_id"] for d in data]
+    assert len(set(ids)) == 3
+    assert all(i.startswith(n[:-4] + "-") for i, n in zip(ids, EXPORTS, strict=True))
+    assert [d["frames_listed"] for d in data] == [40, 50, 40]
+    assert [d["empty_masks"] for d in data] == [3, 6, 4]
+    assert all(d["images_are_overlays"] and d["broken_masks"] == 0 for d in data)
+    assert data[1]["tracks"]["4"] == ["object_4", "cutting board"]
+
+    frames = str(SAMPLE / "street_scene_frames")
+    assert main(["info", paths[0], "--frames", frames, "--json"]) == 0
+    (raw,) = json.loads(capsys.readouterr().out)
+    assert raw["images_are_overlays"] is False and raw["frames_with_images"] == 40
+    assert raw["video_id"] == ids[0]  # raw frames do not change the video id
 
 
 def test_street_scene_raw_frames_match_the_export():
