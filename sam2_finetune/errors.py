@@ -41,8 +41,10 @@ found 65535). Fix: re-export it.
     if field:
         where.append(f"field {field!r}")
     message = (", ".join(where) + ": " if where else "") + problem
-    if expected is not None or found is not None:
+    if expected is not None:
         message += f" (expected {expected}, found {found})"
+    elif found is not None:  # no "expected None" when only what was found is known
+        message += f" (found {found})"
     message += "."
     if fix:
         message += f" Fix: {fix.rstrip('.')}."

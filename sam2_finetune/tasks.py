@@ -298,18 +298,26 @@ def parse_task_mix(
         weights[name] = weight
     if not problems and sum(weights.values()) <= 0:
         problems.append("no task has a positive weight")
+    fixes = ['write it as "detect=0.5,ground=0.3,segment=0.1,count=0.1"'] if problems else []
     if answer_format is not None:
-        try:
-            _check_tasks_for_format([t for t, w in weights.items() if w > 0], answer_format)
-        except OptionsError as exc:
-            problems.append(str(exc))
+        # Plain phrases, not a nested error message: the whole mix is reported in one sentence.
+        if not isinstance(answer_format, str) or answer_format not in ANSWER_FORMATS:
+            problems.append(f"unknown answer format {answer_format!r}")
+            fixes.append(f"use an answer format of {', '.join(ANSWER_FORMATS)}")
+        elif weights.get("segment", 0) > 0 and not ANSWER_FORMATS[answer_format].supports_polygons:
+            able = [name for name, row in ANSWER_FORMATS.items() if row.supports_polygons]
+            problems.append(
+                f"answer format {answer_format!r} has no polygon syntax, so it cannot train the "
+                "segment task"
+            )
+            fixes.append(f"drop 'segment' from the tasks, or use one of {', '.join(able)}")
     if problems:
         raise OptionsError(
             describe(
                 "invalid task mix: " + "; ".join(problems),
                 field="tasks",
                 found=repr(spec),
-                fix='write it as "detect=0.5,ground=0.3,segment=0.1,count=0.1"',
+                fix="; ".join(fixes),
             )
         )
     total = sum(weights.values())

@@ -401,6 +401,14 @@ KNOWN_RESIZES = {  # (height, width) -> transformers' smart_resize with its defa
 }
 
 
+def test_refusals_without_an_expected_value_do_not_say_expected_none():
+    with pytest.raises(OptionsError) as info:
+        qwen_smart_resize(1000, 3)
+    message = str(info.value)
+    assert "aspect ratio above 200" in message and "(found (1000, 3))" in message
+    assert "expected None" not in message
+
+
 def test_qwen_smart_resize_known_values():
     for (h, w), expected in KNOWN_RESIZES.items():
         assert qwen_smart_resize(h, w) == expected

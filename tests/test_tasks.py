@@ -253,6 +253,21 @@ def test_parse_task_mix_reports_every_problem_at_once():
     assert sum(default_task_mix("paligemma").values()) == pytest.approx(1.0)
 
 
+def test_task_mix_and_format_problems_read_as_one_flat_message():
+    with pytest.raises(OptionsError) as info:
+        parse_task_mix("detect,segment", answer_format="internvl")
+    message = str(info.value)
+    assert "no polygon syntax" in message and "drop 'segment'" in message
+    # One sentence: no error message nested in another, no "expected None".
+    assert message.count("Fix:") == 1 and message.count("field 'tasks'") == 1
+    assert "expected None" not in message
+    with pytest.raises(OptionsError) as info:
+        parse_task_mix("detect=x", answer_format="yolo")
+    message = str(info.value)
+    assert "not a number" in message and "unknown answer format 'yolo'" in message
+    assert message.count("Fix:") == 1 and "detect=0.5" in message and "qwen2_5_vl" in message
+
+
 def test_choose_task_follows_the_weights_deterministically():
     mix = parse_task_mix("detect=0.5,ground=0.3,segment=0.1,count=0.1")
     draws = [choose_task(random.Random(42), mix) for _ in range(3)]
