@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sam2_finetune.errors import OutputExistsError
+from sam2_finetune.errors import OptionsError, OutputExistsError, describe
 
 
 def ensure_writable(out: Path, overwrite: bool) -> None:
@@ -37,8 +37,11 @@ def atomic_output_dir(out: str | os.PathLike[str], overwrite: bool = False) -> I
     """
     out = Path(out)
     ensure_writable(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     # mkdtemp makes the folder private (0700); the result should get the usual permissions.
     tmp.chmod(0o777 & ~_umask())
     try:
@@ -47,6 +50,22 @@ def atomic_output_dir(out: str | os.PathLike[str], overwrite: bool = False) -> I
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _replace(tmp, out)
+
+
+def _unwritable(out: Path, exc: OSError) -> OptionsError:
+    # A missing or read-only parent, a file where a folder should be: one message, no traceback.
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        reason = f"{blocker} is a file, not a folder"
+    else:
+        reason = (exc.strerror or str(exc)) + (f": {exc.filename}" if exc.filename else "")
+    return OptionsError(
+        describe(
+            f"cannot write the output here ({reason})",
+            file=out,
+            fix="choose an output path in a folder you can write to",
+        )
+    )
 
 
 def _replace(new: Path, out: Path) -> None:
@@ -72,8 +91,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: boo
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     ensure_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

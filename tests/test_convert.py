@@ -114,6 +114,45 @@ def test_hf_rows_are_the_frames_with_an_image_and_a_visible_object(hf_dir, hf_ro
     assert not list(hf_dir.parent.glob(".dataset*"))
 
 
+def test_hf_folder_behaves_like_a_save_to_disk_dataset(tmp_path, hf_dir, hf_rows):
+    """The ArrowWriter layout is what save_to_disk would write: same schema, same rows, and
+    the usual Dataset / DatasetDict operations work on it."""
+    import shutil
+
+    from datasets import Dataset, DatasetDict, Image, load_from_disk
+    from PIL import Image as PILImage
+
+    from sam2_finetune.dataset import canonical_features, category_names
+
+    copy = tmp_path / "copy"  # operations below write cache files next to the data
+    shutil.copytree(hf_dir, copy)
+    ds = load_from_disk(str(copy))
+    names = category_names(ds)
+    assert ds.features == canonical_features(names)
+    reference = tmp_path / "reference"
+    Dataset.from_list(hf_rows, features=canonical_features(names)).save_to_disk(str(reference))
+    ref = load_from_disk(str(reference))
+    assert ds.data.table.schema.equals(ref.data.table.schema, check_metadata=True)
+    assert ds.data.table.equals(ref.data.table)
+    first = ds[0]
+    assert isinstance(first["image"], PILImage.Image) and first["image"].size == (
+        first["width"],
+        first["height"],
+    )
+    label = ds.features["objects"].feature["category"]
+    assert label.int2str(first["objects"][0]["category"]) == first["objects"][0]["label"]
+    parts = ds.train_test_split(test_size=0.25, seed=0)
+    assert isinstance(parts, DatasetDict) and len(parts["train"]) + len(parts["test"]) == len(ds)
+    parts.save_to_disk(str(tmp_path / "dict"))
+    again = load_from_disk(str(tmp_path / "dict"))
+    assert isinstance(again, DatasetDict) and category_names(again) == names
+    assert sorted(again["test"].cast_column("image", Image(decode=False))["image_id"]) == sorted(
+        parts["test"]["image_id"]
+    )
+    counts = ds.map(lambda row: {"n": len(row["objects"])}, remove_columns=["image"])["n"]
+    assert sum(counts) == sum(len(r["objects"]) for r in hf_rows)
+
+
 def test_hf_labels_are_kept_as_typed_in_a_class_label(hf_dir, hf_rows, expected):
     from sam2_finetune.dataset import category_names, load_canonical
 
@@ -412,6 +451,75 @@ def test_a_failure_half_way_leaves_nothing_at_out(tmp_path, to):
     with pytest.raises(ExportError):
         convert(ConvertOptions(exports=[broken], to=to, out=out, overwrite=True))
     assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def _export_with_a_broken_mask(tmp_path: Path) -> Path:
+    """kitchen.zip with one mask in the middle of the video replaced by garbage."""
+    broken = tmp_path / "kitchen_broken.zip"
+    with zipfile.ZipFile(EXPORTS[1]) as zin, zipfile.ZipFile(broken, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name.endswith("/annotations.json") and "__MACOSX" not in name:
+                ann = json.loads(data)
+                frames = [f for f in ann["annotations"] if f["objects"]]
+                frames[len(frames) // 2]["objects"][0]["mask_rle"] = "12 34 garbage"
+                data = json.dumps(ann).encode()
+            zout.writestr(name, data)
+    return broken
+
+
+@pytest.mark.parametrize("to", ["hf", "coco", "llava", "sharegpt"])
+def test_a_broken_mask_in_the_second_export_leaves_nothing_behind(tmp_path, to):
+    work = tmp_path / "work"
+    work.mkdir()
+    broken = _export_with_a_broken_mask(tmp_path)
+    out = work / "out"
+    with pytest.raises(ExportError, match=r"kitchen_broken.zip.*frame \d+, object \d+"):
+        convert(ConvertOptions(exports=[EXPORTS[0], broken], to=to, out=out))
+    # The first export's rows were written before the failure: all of it is gone, no temp dirs.
+    assert list(work.iterdir()) == []
+
+
+def test_an_output_holding_an_input_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    export = data / "street_scene.zip"
+    export.write_bytes(EXPORTS[0].read_bytes())
+    for out in (data, tmp_path):
+        with pytest.raises(OptionsError, match="holds an input"):
+            convert(ConvertOptions(exports=[export], out=out, overwrite=True))
+    label_map = data / "labels.yaml"
+    label_map.write_text("car: vehicle\n")
+    with pytest.raises(OptionsError, match="holds an input"):
+        convert(ConvertOptions(exports=[EXPORTS[0]], label_map=label_map, out=data, overwrite=True))
+    assert export.read_bytes() == EXPORTS[0].read_bytes() and label_map.exists()
+    # An output next to the inputs is fine.
+    assert convert(ConvertOptions(exports=[export], out=data / "hf", to="coco")).rows > 0
+
+
+def test_cli_bad_outputs_and_options_are_one_message(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    out = str(tmp_path / "o")
+    cases = [
+        (["--out", str(a_file / "hf")], "a_file is a file, not a folder"),
+        (
+            ["--out", out, "--to", "llava", "--max-polygon-points", "3"],
+            "greater than or equal to 4",
+        ),
+        (
+            ["--out", out, "--to", "llava", "--tasks", "segment", "--answer-format", "qwen2_vl"],
+            "no polygon syntax",
+        ),
+    ]
+    for args, problem in cases:
+        assert main(["convert", str(EXPORTS[0]), *args]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and "Traceback" not in err, err
+        assert err.count("Fix:") == 1 and "expected None" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_no_qualifying_frame_is_an_error(tmp_path):

@@ -30,9 +30,10 @@ from sam2_finetune.convert.rows import (
     iter_rows,
     load_label_map,
 )
-from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.errors import DatasetError, OptionsError, describe
 from sam2_finetune.ingest import FRAMES_HELP, Export, frame_sources, read_exports
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
+from sam2_finetune.polygons import MIN_POINTS_PER_PART
 
 Format = Literal["hf", "llava", "sharegpt", "coco"]
 
@@ -84,7 +85,9 @@ class ConvertOptions(BaseModel):
         "frame (llava/sharegpt).",
     )
     max_polygon_points: int = Field(
-        32, ge=3, description="Most points per polygon of the segment task (llava/sharegpt)."
+        32,
+        ge=MIN_POINTS_PER_PART,  # a part keeps its 4 extreme points (its box)
+        description="Most points per polygon of the segment task (llava/sharegpt).",
     )
     seed: int = Field(
         0, description="Seed of the task, label and phrasing choice (llava/sharegpt)."
@@ -139,6 +142,26 @@ def _check_chat_options(options: ConvertOptions) -> None:
         get_format(options.answer_format)
 
 
+def _check_inputs_outside_out(options: ConvertOptions, inputs: list[str | Path]) -> None:
+    """Refuse an ``out`` that is, or holds, an input: replacing it would delete that input."""
+    out = options.out.resolve()
+    inside = [
+        str(p)
+        for p in [*inputs, options.label_map]
+        if p is not None and (out == Path(p).resolve() or out in Path(p).resolve().parents)
+    ]
+    if inside:
+        raise OptionsError(
+            describe(
+                "the output folder is or holds an input, which the conversion would delete "
+                "when it puts its result in place",
+                field="out",
+                found=f"{options.out} holds {', '.join(inside)}",
+                fix="choose an output folder outside the exports, --frames and --label-map",
+            )
+        )
+
+
 def convert(options: ConvertOptions) -> ConvertResult:
     """Run the convert stage: read ``options.exports`` and write ``options.out`` as ``options.to``.
 
@@ -152,8 +175,10 @@ def convert(options: ConvertOptions) -> ConvertResult:
     ensure_writable(options.out, options.overwrite)
     if options.to in ("llava", "sharegpt"):
         _check_chat_options(options)
+    sources = frame_sources(options.exports, options.frames)
+    _check_inputs_outside_out(options, [*options.exports, *(s for s in sources or () if s)])
     label_map = load_label_map(options.label_map, options.normalize_labels)
-    exports = read_exports(options.exports, frames=frame_sources(options.exports, options.frames))
+    exports = read_exports(options.exports, frames=sources)
     try:
         return _convert(options, exports, label_map, started)
     finally:
