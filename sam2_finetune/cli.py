@@ -14,6 +14,13 @@ where the Python API's option does and cannot drift from it:
 Values go to pydantic unchanged, so the CLI and Python report the same validation errors, all at
 once. Stage modules are imported only for the command that runs, which keeps data commands free
 of torch and transformers.
+
+Why plain ``argparse`` and not jsonargparse, typer or pydantic-settings' CLI: the options already
+are pydantic models, and this mapping is the only glue needed (about a hundred lines, no
+dependency). typer reads function signatures, not models, so every option would be declared a
+second time; jsonargparse and pydantic-settings bring their own config-file semantics and
+validation layers next to pydantic's, and add start-up time to data commands that must stay
+lean (``info`` is benchmarked against reading the ZIP alone).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import io
 import os
 import re
@@ -139,10 +147,23 @@ def _argument_kwargs(annotation: Any, info: FieldInfo) -> dict[str, Any]:
         annotation = _unwrap_optional(inner[0]) if inner else str
         origin = get_origin(annotation)
     if origin is Literal:
-        kwargs["choices"] = [str(v) for v in get_args(annotation)]
+        kwargs["choices"] = list(get_args(annotation))
+        kwargs["type"] = _literal_type(get_args(annotation))
     if annotation is Path:
         kwargs["metavar"] = "PATH"
     return kwargs
+
+
+def _literal_type(values: tuple[Any, ...]) -> Callable[[str], Any]:
+    """argparse ``type`` for a ``Literal``: the literal itself for its text (``4``, not ``"4"``,
+    which pydantic would refuse for ``Literal[1, 2, 4]``), any other text unchanged so argparse
+    reports it as an invalid choice."""
+    by_text = {str(v): v for v in values}
+
+    def choice(text: str) -> Any:
+        return by_text.get(text, text)
+
+    return choice
 
 
 def _multi_value_flags(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
@@ -176,13 +197,26 @@ def _is_flag(token: str) -> bool:
     return token.startswith("-") and not re.fullmatch(r"-\d+|-\d*\.\d+", token)
 
 
+# A number out of range is still the flag's (validation reports the range), not a positional.
+_OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _is_item(adapter: TypeAdapter[Any], value: str) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        return all(error["type"] in _OUT_OF_RANGE for error in exc.errors())
+    return True
+
+
 def _positionals_first(argv: list[str], command: str, model: type[BaseModel]) -> list[str]:
     """``argv`` with the values after a multi-value flag that cannot be its items moved to just
     after ``command``: ``check --set a=b CONFIG`` -> ``check CONFIG --set a=b``.
 
     argparse gives a ``nargs="+"`` flag every value up to the next flag, so a positional
     written after one would be swallowed. Only the trailing run of values that fail the item
-    type moves (``CONFIG`` is no ``KEY=VALUE``, ``qwen2_vl`` no frame size).
+    type moves (``CONFIG`` is no ``KEY=VALUE``, ``qwen2_vl`` no frame size; ``0`` is one,
+    out of range).
     """
     flags = _multi_value_flags(model)
     start = argv.index(command) + 1
@@ -203,12 +237,8 @@ def _positionals_first(argv: list[str], command: str, model: type[BaseModel]) ->
         values = argv[i:end]
         adapter = TypeAdapter(flags[token])
         fit = len(values)
-        while fit > 0:
-            try:
-                adapter.validate_python(values[fit - 1])
-                break
-            except ValidationError:
-                fit -= 1
+        while fit > 0 and not _is_item(adapter, values[fit - 1]):
+            fit -= 1
         kept += values[:fit]
         moved += values[fit:]
         i = end
@@ -224,18 +254,24 @@ def _parse_args(parser: argparse.ArgumentParser, argv: list[str], command: str |
     reordered = _positionals_first(argv, command, model)
     if reordered == argv:
         return parser.parse_args(argv)
-    # Move values only when the positionals came out empty: otherwise a value that does not
-    # fit its flag is the user's typo, which validation reports naming the option.
+    # Move values only when the positionals came out empty, and keep the move only if it
+    # parses: otherwise a value that does not fit its flag is the user's typo (--frame-size 0
+    # 0), which validation reports naming the option.
+    namespace = _parse_quietly(parser, argv)
+    if namespace is None:
+        return parser.parse_args(reordered)
+    if all(getattr(namespace, name, None) for name in _positional_names(model)):
+        return namespace
+    return _parse_quietly(parser, reordered) or namespace
+
+
+def _parse_quietly(parser: argparse.ArgumentParser, argv: list[str]) -> Any:
+    """``parser.parse_args(argv)``, or None (and nothing printed) where it would exit."""
     with contextlib.redirect_stderr(io.StringIO()):
         try:
-            namespace = parser.parse_args(argv)
+            return parser.parse_args(argv)
         except SystemExit:
-            namespace = None
-    if namespace is not None and all(
-        getattr(namespace, name, None) for name in _positional_names(model)
-    ):
-        return namespace
-    return parser.parse_args(reordered)
+            return None
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +324,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             sub_parser = sub.add_parser(
                 name,
                 help=help_text,
-                description=(model.__doc__ or help_text).strip(),
+                description=inspect.cleandoc(model.__doc__ or help_text),
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
             add_model_arguments(sub_parser, model)

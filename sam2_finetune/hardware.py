@@ -29,6 +29,7 @@ from sam2_finetune.models.memory import MemoryEstimate, Precision, estimate_memo
 from sam2_finetune.models.registry import (
     CHECKPOINT_FAMILY,
     FAMILIES,
+    FrameSide,
     get_checkpoint,
     image_tokens,
 )
@@ -561,7 +562,7 @@ class CheckOptions(BaseModel):
         description="Overrides KEY=VALUE (values read as YAML), e.g. training.batch_size=2; "
         "before or after CONFIG.",
     )
-    frame_size: list[int] = Field(
+    frame_size: list[FrameSide] = Field(
         [1280, 720],
         min_length=2,
         max_length=2,

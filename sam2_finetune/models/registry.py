@@ -28,7 +28,7 @@ import difflib
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -679,6 +679,10 @@ def image_tokens(
     return (1 + slices) * rule.tokens
 
 
+# One side of a frame, for the --frame-size options of `models` and `check`.
+FrameSide = Annotated[int, Field(ge=1, le=32_768)]
+
+
 class ModelsOptions(BaseModel):
     """List the supported model families and checkpoints with GPU memory estimates for LoRA
     (16-bit), QLoRA 8-bit and QLoRA 4-bit fine-tuning at one standard setting."""
@@ -690,7 +694,7 @@ class ModelsOptions(BaseModel):
         description="Only these families (default: all).",
         json_schema_extra={"positional": True},
     )
-    frame_size: list[int] = Field(
+    frame_size: list[FrameSide] = Field(
         [1280, 720],
         description="Frame width and height in pixels, for the image-token count.",
         min_length=2,

@@ -166,6 +166,14 @@ def test_families_after_a_multi_value_flag_are_still_families(capsys):
     assert "frame_size: List should have at most 2 items" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["models"], ["check", "production"]])
+@pytest.mark.parametrize("size", [["0", "0"], ["-5", "100"], ["640", "100000"]])
+def test_impossible_frame_sizes_are_option_errors_not_tracebacks(capsys, command, size):
+    assert main([*command, "--frame-size", *size]) == 2
+    err = capsys.readouterr().err
+    assert "frame_size." in err and "Traceback" not in err and "ValueError" not in err
+
+
 def test_models_with_an_unknown_family_is_a_one_line_error(capsys):
     assert main(["models", "qwen3"]) == 2
     assert "unknown model family 'qwen3'" in capsys.readouterr().err
