@@ -774,6 +774,21 @@ def test_labels_a_format_cannot_write_are_refused(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_label_holding_the_image_token_is_refused_before_writing(tmp_path):
+    export = tmp_path / "e.zip"
+    write_export(
+        export,
+        [TrackSpec(1, "<image> car", "rect", (200, 40, 40), (0.3, 0.5), (0.0, 0.0), (0.2, 0.2))],
+        duration_sec=1.0,
+    )
+    for to in ("llava", "sharegpt"):
+        # An option problem found from the labels alone, not a dataset error while writing.
+        with pytest.raises(OptionsError, match=r"'<image> car'.*--label-map"):
+            convert(ConvertOptions(exports=[export], to=to, out=tmp_path / "o"))
+        assert not (tmp_path / "o").exists()
+    assert convert(ConvertOptions(exports=[export], to="coco", out=tmp_path / "c")).rows > 0
+
+
 def test_hf_shards_large_datasets_and_keeps_row_order(tmp_path, monkeypatch, hf_rows):
     from datasets import Image, load_from_disk
 

@@ -192,8 +192,21 @@ def _convert(
     labels, typed = dataset_labels(exports, label_map)
     if options.to in ("llava", "sharegpt"):
         from sam2_finetune.answer_formats import check_labels
+        from sam2_finetune.convert.chat import IMAGE_TOKEN
 
         check_labels(labels, options.answer_format)
+        # Checked here, before anything is written, whatever examples the seed would draw.
+        with_token = [label for label in labels if IMAGE_TOKEN in label]
+        if with_token:
+            raise OptionsError(
+                describe(
+                    f"labels holding {IMAGE_TOKEN}, which would put a second image token in "
+                    "the conversation",
+                    field="label",
+                    found=", ".join(map(repr, with_token)),
+                    fix="rename those labels with --label-map",
+                )
+            )
     stats = RowStats()
     rows = iter_rows(exports, labels, label_map, keep_empty=options.keep_empty, stats=stats)
 
