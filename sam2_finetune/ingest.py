@@ -155,15 +155,24 @@ class ImageRef:
         """Decode with Pillow and return a ``PIL.Image.Image`` in RGB."""
         from PIL import Image, UnidentifiedImageError
 
+        data = self.read_bytes()
         try:
-            with Image.open(io.BytesIO(self.read_bytes())) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 return image.convert("RGB")
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing
+            # to a user: show what the file starts with instead.
+            found = (
+                f"{len(data)} bytes starting {data[:8]!r}"
+                if isinstance(exc, UnidentifiedImageError)
+                else f"a damaged image ({exc})"
+            )
             raise ExportError(
                 describe(
-                    f"image cannot be decoded ({exc})",
+                    "image cannot be decoded",
                     file=self.location,
                     expected=f"a {self.format.upper()} image",
+                    found=found,
                     fix="re-export the video, or pass raw frames with --frames",
                 )
             ) from None
@@ -671,6 +680,18 @@ class _Source:
                     )
                 )
             try:
+                size = path.stat().st_size
+                # The bound of a ZIP member holds for a folder's file too: one file is read
+                # whole into memory (annotations.json, an image).
+                if size > self.limits.max_member_bytes:
+                    raise _unsafe(
+                        "file is larger than the size limit of one member",
+                        self.label,
+                        member,
+                        expected=f"at most {self.limits.max_member_bytes} bytes",
+                        found=f"{size} bytes",
+                        fix="if the file is trusted, raise ArchiveLimits.max_member_bytes",
+                    )
                 return path.read_bytes()
             except OSError as exc:
                 raise ExportError(

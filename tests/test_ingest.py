@@ -662,6 +662,30 @@ def test_archive_limits_come_from_the_info_command_line(tmp_path, capsys):
     assert "limits.max_ratio" in capsys.readouterr().err
 
 
+def test_a_folder_file_past_the_member_bound_is_refused_before_it_is_read(tmp_path):
+    folder = build_export(tmp_path, "folder", layout="folder")
+    size = (folder / "annotations.json").stat().st_size
+    with pytest.raises(UnsafeArchiveError) as raised:
+        read_export(folder, limits=ArchiveLimits(max_member_bytes=size - 1))
+    message = str(raised.value)
+    assert f"{folder}!annotations.json" in message and f"found {size} bytes" in message
+    assert "ArchiveLimits.max_member_bytes" in message
+    with read_export(folder, limits=ArchiveLimits(max_member_bytes=size)) as export:
+        assert len(export.frames) == 2
+
+
+def test_an_undecodable_image_says_what_the_file_holds(make_export):
+    path = make_export(images={"images/frame_000000.png": b"GIF89a not really"})
+    with read_export(path) as export:
+        image = export.frames[0].image
+        with pytest.raises(ExportError) as raised:
+            image.open()
+    message = str(raised.value)
+    assert "images/frame_000000.png: image cannot be decoded" in message
+    assert "expected a PNG image, found 17 bytes starting b'GIF89a n'" in message
+    assert "BytesIO" not in message
+
+
 def test_crc_of_zeros_helper_is_exact():
     import zlib
 
