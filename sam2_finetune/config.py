@@ -140,7 +140,7 @@ class ModelSection(BaseModel):
             self.checkpoint = family.default_checkpoint.name
         if self.checkpoint.startswith(TINY_PREFIX):
             tiny_family = self.checkpoint[len(TINY_PREFIX) :]
-            if tiny_family != self.family:
+            if tiny_family != self.family and not family.trust_remote_code:
                 problems.append(
                     _problem(
                         ("checkpoint",),
@@ -190,6 +190,20 @@ class ModelSection(BaseModel):
             )
         if self.lora_targets is None and self.method == "lora":
             self.lora_targets = family.lora_target_modules
+        if isinstance(self.lora_targets, str):
+            try:
+                re.compile(self.lora_targets)
+            except re.error as exc:
+                # peft would fail on it only once the model is loaded, minutes into a run.
+                problems.append(
+                    _problem(
+                        ("lora_targets",),
+                        self.lora_targets,
+                        f"not a valid regular expression ({exc}); write a regex such as "
+                        r"'.*language_model.*\.(q_proj|v_proj)' or a list of module-name "
+                        "suffixes such as [q_proj, v_proj]",
+                    )
+                )
         _raise_problems("ModelSection", problems)
         return self
 
@@ -672,7 +686,9 @@ def preset_path(name: str) -> Path:
             file=PRESETS_DIR,
             expected=" | ".join(names) or "YAML files under presets/",
             found=repr(name),
-            fix=(f"did you mean {close[0]!r}? " if close else "") + "or give a config file path",
+            fix=f"did you mean {close[0]!r}? Or give a config file path"
+            if close
+            else "name one of the presets above, or give a config file path",
         )
     )
 
@@ -683,6 +699,14 @@ def config_source(config: str | Path) -> Path:
     if path.is_file():
         return path
     stem = str(config)[:-5] if str(config).endswith(".yaml") else str(config)
+    if path.is_dir() and not (PRESETS_DIR / f"{stem}.yaml").is_file():
+        raise OptionsError(
+            describe(
+                "is a folder, not a YAML config file",
+                file=path,
+                fix="give the YAML file inside it, or a preset name: " + ", ".join(list_presets()),
+            )
+        )
     if path.suffix in (".yaml", ".yml") and not (PRESETS_DIR / f"{stem}.yaml").is_file():
         raise OptionsError(
             describe(

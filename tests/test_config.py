@@ -257,6 +257,40 @@ def test_presets_by_name_path_and_typo(tmp_path):
         config_source(str(tmp_path / "missing.yaml"))
 
 
+def test_a_folder_or_an_unknown_name_gets_a_plain_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionsError) as info:
+        config_source(str(tmp_path))
+    message = str(info.value)
+    assert "is a folder, not a YAML config file" in message and str(tmp_path) in message
+    (tmp_path / "production").mkdir()  # a folder named like a preset: the preset wins
+    assert config_source("production") == PRESETS_DIR / "production.yaml"
+    with pytest.raises(OptionsError) as info:
+        config_source("zzzz")
+    assert "Fix: name one of the presets above, or give a config file path." in str(info.value)
+
+
+def test_a_lora_target_regex_that_does_not_compile_is_refused():
+    message = problems_of({**MINIMAL, "model": {"family": "qwen2_vl", "lora_targets": "(q_proj"}})
+    line = next(x for x in message.splitlines() if x.startswith("  - model.lora_targets:"))
+    assert "not a valid regular expression" in line and "(got '(q_proj')" in line
+    # A list of suffixes is not a regex, and the family default compiles.
+    assert validate_config({**MINIMAL, "model": {"family": "qwen2_vl", "lora_targets": ["(x"]}})
+    with pytest.raises(OptionsError, match=r"model\.lora_targets"):
+        load_config(preset="quick_test", overrides=["model.method=lora", "model.lora_targets=["])
+
+
+def test_a_tiny_checkpoint_never_suggests_a_tiny_remote_code_model():
+    message = problems_of(
+        {
+            **MINIMAL,
+            "model": {"family": "cogvlm", "checkpoint": "tiny:smolvlm", "trust_remote_code": True},
+        }
+    )
+    assert "tiny:cogvlm" not in message
+    assert "no tiny offline model exists for 'cogvlm'" in message
+
+
 # --- Rules between fields ------------------------------------------------------------------
 
 
