@@ -314,6 +314,29 @@ def test_label_map_and_normalization(tmp_path, expected):
     assert any("typo" in w for w in result.warnings)
 
 
+def test_numeric_and_missing_labels_are_named_as_ingest_names_them(tmp_path):
+    from sam2_finetune.ingest import read_export
+
+    export = tmp_path / "odd_labels.zip"
+    with zipfile.ZipFile(EXPORTS[0]) as zin, zipfile.ZipFile(export, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name.endswith("annotations.json"):
+                ann = json.loads(data)
+                for frame in ann["annotations"]:
+                    for obj in frame["objects"]:
+                        if obj["label"] == "person":
+                            obj["label"] = 5  # a number typed as the label
+                        elif obj["label"] == "bicycle":
+                            del obj["label"]
+                data = json.dumps(ann).encode()
+            zout.writestr(name, data)
+    with read_export(export) as opened:
+        typed = {o.label for f in opened.frames for o in f.visible_objects}
+    result = convert(ConvertOptions(exports=[export], to="coco", out=tmp_path / "c"))
+    assert result.labels == sorted(typed) and "5" in typed and len(typed) == 3
+
+
 def test_label_map_json_and_rules():
     assert normalize_label("  Red \t Car ") == "red car"
     assert LabelMap({"Car": "vehicle"})("Car") == "vehicle"
