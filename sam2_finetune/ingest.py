@@ -26,6 +26,7 @@ import gc
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -883,7 +884,10 @@ def _load_json(source: _Source, member: str) -> tuple[Any, bytes]:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    # json.loads accepts NaN and Infinity; they are no fps or timestamp (and not valid JSON out).
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _integer(value: Any) -> int | None:

@@ -506,6 +506,31 @@ def test_damaged_annotations_json(make_export, content, problem):
     assert problem in message and f"{path}!annotations.json" in message and "Fix:" in message
 
 
+def test_nan_and_infinity_are_no_numbers(make_export, capsys):
+    """json.loads reads NaN/Infinity; they must not become an fps, a timestamp, or invalid JSON."""
+    text = json.dumps(
+        {
+            "video": {"width": 64, "height": 48, "source_fps": float("nan")},
+            "annotations": [
+                {"frame_index": 6, "timestamp_sec": float("inf"), "objects": []},
+            ],
+        }
+    )
+    assert "NaN" in text and "Infinity" in text
+    path = make_export(annotations_bytes=text.encode(), metadata=False)
+    with read_export(path) as export:
+        assert export.video.fps is None and export.video.source_fps is None
+        assert export.frames[0].timestamp_sec == 0.0
+    assert main(["info", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the JSON output")
+
+    (summary,) = json.loads(out, parse_constant=refuse)
+    assert summary["fps"] is None
+
+
 def test_annotations_json_with_a_byte_order_mark_is_read(make_export):
     content = (
         b"\xef\xbb\xbf"
