@@ -61,7 +61,7 @@ from sam2_finetune.masks import (
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv")
 # Preference when one frame index has several candidate images.
 _IMAGE_DIRS = ("images", "frames", "data")
 # macOS "Compress" adds __MACOSX/ (resource forks), .DS_Store and ._name files; Windows Thumbs.db.
@@ -1586,6 +1586,12 @@ def format_summary(summary: ExportSummary) -> str:
     if summary.broken_masks:
         lines.append(
             "  note         some objects cannot be read; `sam2-finetune validate` lists them"
+        )
+    if not summary.images_are_overlays and summary.frames_with_images < summary.frames_listed:
+        missing = summary.frames_listed - summary.frames_with_images
+        lines.append(
+            f"  note         the raw frames lack {missing} listed frame(s); "
+            "convert and validate name them"
         )
     if not summary.has_metadata:
         lines.append("  note         metadata.json is missing (fps taken from annotations.json)")

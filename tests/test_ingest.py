@@ -392,6 +392,19 @@ def test_raw_frames_folder_replaces_overlays(tmp_path, make_export):
         assert export.frames[1].image.read_bytes() == png_bytes(color=(6, 6, 6))
 
 
+def test_info_notes_raw_frames_that_are_missing(tmp_path, make_export, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "frame_000000.png").write_bytes(png_bytes())  # frame 6 is missing
+    assert main(["info", str(make_export()), "--frames", str(raw)]) == 0
+    out = capsys.readouterr().out
+    assert "2 listed, 1 with objects, 1 with images" in out and "raw frames" in out
+    assert "the raw frames lack 1 listed frame(s)" in out
+    (raw / "frame_000006.png").write_bytes(png_bytes())
+    assert main(["info", str(make_export()), "--frames", str(raw)]) == 0
+    assert "lack" not in capsys.readouterr().out
+
+
 def test_raw_frames_numbered_from_one_get_the_ffmpeg_hint(tmp_path, make_export):
     raw = tmp_path / "raw"
     raw.mkdir()
