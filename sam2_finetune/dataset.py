@@ -74,8 +74,15 @@ def category_names(dataset: datasets.Dataset | datasets.DatasetDict) -> list[str
     return list(feature["category"].names)
 
 
-def load_canonical(path: str | Path) -> datasets.Dataset | datasets.DatasetDict:
-    """``datasets.load_from_disk`` with a clear error when ``path`` is not a canonical dataset."""
+# The columns every stage reads; `columns=` lets a reader that needs fewer ask for fewer.
+CANONICAL_COLUMNS = ("image", "image_id", "video_id", "frame_index", "objects")
+
+
+def load_canonical(
+    path: str | Path, columns: Sequence[str] = CANONICAL_COLUMNS
+) -> datasets.Dataset | datasets.DatasetDict:
+    """``datasets.load_from_disk`` with a clear error when ``path`` is not a canonical dataset
+    (lacks one of ``columns``)."""
     from datasets import load_from_disk
 
     path = Path(path)
@@ -94,7 +101,7 @@ def load_canonical(path: str | Path) -> datasets.Dataset | datasets.DatasetDict:
     from datasets import DatasetDict
 
     first = next(iter(dataset.values())) if isinstance(dataset, DatasetDict) else dataset
-    missing = {"image", "image_id", "video_id", "frame_index", "objects"} - set(first.column_names)
+    missing = set(columns) - set(first.column_names)
     if missing:
         raise DatasetError(
             f"{path}: not a canonical sam2-finetune dataset (missing columns {sorted(missing)}; "
