@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sam2_finetune.dataset import category_names, load_canonical
+from sam2_finetune.dataset import category_names, image_id, load_canonical
 from sam2_finetune.errors import DatasetError, OptionsError, describe
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
 
@@ -270,7 +270,10 @@ class _Rows:
         return [frozenset(c) for c in self.categories]
 
 
-def _read_rows(dataset: datasets.Dataset, names: list[str]) -> _Rows:
+def _read_rows(dataset: datasets.Dataset, names: list[str], with_objects: bool = True) -> _Rows:
+    """The columns a split needs. Without ``with_objects`` (the leakage checker, which may get a
+    split made elsewhere) only ``video_id`` and ``frame_index`` are required: ``image_id``,
+    ``timestamp_sec``, ``image`` and ``objects`` are read when present."""
     import pyarrow.compute as pc
 
     image_ids: list[str] = []
@@ -278,19 +281,29 @@ def _read_rows(dataset: datasets.Dataset, names: list[str]) -> _Rows:
     frames: list[np.ndarray] = []
     stamps: list[np.ndarray] = []
     categories: list[tuple[int, ...]] = []
-    columns = ["image_id", "video_id", "frame_index", "objects"]
-    has_time = "timestamp_sec" in dataset.column_names
-    if has_time:
-        columns.append("timestamp_sec")
+    required = ["video_id", "frame_index"] + (["image_id", "objects"] if with_objects else [])
+    optional = ["timestamp_sec"] + ([] if with_objects else ["image_id"])
+    columns = required + [c for c in optional if c in dataset.column_names]
     table = dataset.select_columns(columns).with_format("arrow")
     for batch in table.iter(batch_size=4096):
         n = batch.num_rows
-        image_ids += batch.column("image_id").to_pylist()
-        video_ids += batch.column("video_id").to_pylist()
-        frames.append(batch.column("frame_index").to_numpy().astype(np.int64))
-        stamps.append(
-            batch.column("timestamp_sec").to_numpy().astype(np.float64) if has_time else np.zeros(n)
+        batch_videos = batch.column("video_id").to_pylist()
+        batch_frames = batch.column("frame_index").to_numpy().astype(np.int64)
+        video_ids += batch_videos
+        frames.append(batch_frames)
+        image_ids += (
+            batch.column("image_id").to_pylist()
+            if "image_id" in columns
+            else [image_id(str(v), int(f)) for v, f in zip(batch_videos, batch_frames, strict=True)]
         )
+        stamps.append(
+            batch.column("timestamp_sec").to_numpy().astype(np.float64)
+            if "timestamp_sec" in columns
+            else np.zeros(n)
+        )
+        if not with_objects:
+            categories += [()] * n  # leakage needs no classes
+            continue
         objects = batch.column("objects").combine_chunks()
         flat = pc.list_flatten(objects)
         parents = pc.list_parent_indices(objects).to_numpy()
@@ -316,15 +329,21 @@ def _read_rows(dataset: datasets.Dataset, names: list[str]) -> _Rows:
 
 
 def _image_hashes(dataset: datasets.Dataset) -> list[bytes | None]:
-    """A digest of every row's encoded image, reading a small batch at a time."""
+    """A digest of every row's encoded image, reading a small batch at a time. Images are
+    ``{bytes, path}`` structs (``datasets.Image``) or plain path strings; no image, no digest."""
+    if "image" not in dataset.column_names:
+        return [None] * len(dataset)
     hashes: list[bytes | None] = []
     table = dataset.select_columns(["image"]).with_format("arrow")
     for batch in table.iter(batch_size=64):
         column = batch.column("image").combine_chunks()
         for item in column.to_pylist():
-            data = item.get("bytes") if item else None
-            if data is None and item and item.get("path") and Path(item["path"]).is_file():
-                data = Path(item["path"]).read_bytes()
+            if isinstance(item, str):
+                item = {"bytes": None, "path": item}
+            data = item.get("bytes") if isinstance(item, dict) else None
+            path = item.get("path") if isinstance(item, dict) else None
+            if data is None and path and Path(path).is_file():
+                data = Path(path).read_bytes()
             hashes.append(hashlib.blake2b(data, digest_size=16).digest() if data else None)
     return hashes
 
@@ -459,7 +478,8 @@ def check_leakage(
     """
     from datasets import DatasetDict
 
-    source = load_canonical(dataset) if isinstance(dataset, (str, Path)) else dataset
+    folder = str(dataset) if isinstance(dataset, (str, Path)) else None
+    source = load_canonical(dataset, columns=()) if folder is not None else dataset
     if not isinstance(source, DatasetDict):
         raise DatasetError(
             describe(
@@ -470,9 +490,21 @@ def check_leakage(
                 fix="point at a folder written by `sam2-finetune split`",
             )
         )
-    names = category_names(source)
-    parts = [(name, _read_rows(source[name], names)) for name in source]
-    rows = _concat_rows([r for _, r in parts], names)
+    for name, part in source.items():
+        missing = [c for c in ("video_id", "frame_index") if c not in part.column_names]
+        if missing:
+            raise DatasetError(
+                describe(
+                    f"split {name!r} lacks the column(s) {missing} that place a frame in its video",
+                    file=folder,
+                    expected="video_id and frame_index (image, image_id, timestamp_sec optional)",
+                    found=part.column_names,
+                    fix="add the columns, or convert the exports with `sam2-finetune convert "
+                    "--to hf` and split that",
+                )
+            )
+    parts = [(name, _read_rows(part, [], with_objects=False)) for name, part in source.items()]
+    rows = _concat_rows([r for _, r in parts], [])
     assign = np.concatenate([np.full(len(r), s, dtype=int) for s, (_, r) in enumerate(parts)])
     gaps, _ = _video_gaps(rows, gap_seconds, gap_frames, fps)
     return _leakage(rows, assign, gaps, gap_seconds, [name for name, _ in parts])
@@ -985,13 +1017,15 @@ def _read_test_ids(path: Path) -> list[str]:
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
         ids = manifest["splits"]["test"]["image_ids"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # OSError: unreadable; ValueError: not UTF-8 or not JSON; Key/TypeError: other JSON.
         raise DatasetError(
             describe(
-                f"not a split manifest ({type(exc).__name__}: {exc})",
+                "not a split manifest: its test image ids cannot be read",
                 file=file,
                 field="splits.test.image_ids",
                 expected="a list of image ids",
+                found=f"{type(exc).__name__}: {exc}",
                 fix="pass the split_manifest.json written by `sam2-finetune split`",
             )
         ) from None
@@ -1002,6 +1036,15 @@ def _read_test_ids(path: Path) -> list[str]:
                 file=file,
                 field="splits.test.image_ids",
                 fix="pass the split_manifest.json written by `sam2-finetune split`",
+            )
+        )
+    if not ids:
+        raise DatasetError(
+            describe(
+                "the manifest's test split is empty: there is no test set to keep",
+                file=file,
+                field="splits.test.image_ids",
+                fix="drop --keep-test, or pass the manifest of a split that has a test set",
             )
         )
     return ids
@@ -1090,6 +1133,12 @@ def split(options: SplitOptions) -> SplitResult:
         raise OptionsError(
             f"out ({out}) is the input dataset. Fix: write the split to another folder."
         )
+    if out.resolve() in Path(options.dataset).resolve().parents:
+        # Replacing OUT (--overwrite) would delete the dataset being read.
+        raise OptionsError(
+            f"the input dataset ({options.dataset}) is inside the output folder ({out}), which "
+            "the split replaces. Fix: write the split to a folder that does not hold the input."
+        )
     ensure_writable(out, options.overwrite)
     kept_test_ids = _read_test_ids(options.keep_test) if options.keep_test else None
     loaded = load_canonical(options.dataset)
@@ -1115,6 +1164,18 @@ def split(options: SplitOptions) -> SplitResult:
         fixed[found] = True
         assign[found] = TEST
         kept_test = {"frames": len(found), "missing_from_dataset": missing}
+        if not found:
+            raise DatasetError(
+                describe(
+                    f"none of the {len(set(kept_test_ids))} test frames of the kept manifest is "
+                    "in this dataset: it is the manifest of another dataset",
+                    file=options.keep_test,
+                    expected=f"image ids of {options.dataset}",
+                    found=f"e.g. {missing[0]}",
+                    fix="pass the manifest of a split of this dataset (or of a dataset it grew "
+                    "from), or drop --keep-test",
+                )
+            )
         if missing:
             notes.append(
                 f"{len(missing)} test frame(s) of the kept manifest are not in this dataset "
@@ -1127,7 +1188,8 @@ def split(options: SplitOptions) -> SplitResult:
                 "train and/or validation a ratio above 0."
             )
         effective = [ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0]
-    candidates = [i for i in range(n) if not fixed[i]]
+    # In image id order, so the split does not depend on the order rows were converted in.
+    candidates = sorted((i for i in range(n) if not fixed[i]), key=rows.image_ids.__getitem__)
     live = [s for s in range(len(SPLIT_NAMES)) if effective[s] > 0]
     if len(candidates) < len(live):
         raise DatasetError(
@@ -1174,6 +1236,17 @@ def split(options: SplitOptions) -> SplitResult:
     dropped = len(dropped_gap) + len(dropped_identical)
     notes += _size_notes(sizes, ratios, dropped, n)
     distribution = _class_distribution(rows, assign, ratios)
+    class_bound = _class_bound(distribution, options.strategy == "stratified" and not kept_test)
+    if class_bound["met"] is False and not any(x.startswith("stratification") for x in notes):
+        off = [
+            name
+            for name in class_bound["classes"]
+            if distribution[name]["max_deviation_pp"] > class_bound["tolerance_pp"]
+        ]
+        notes.append(
+            f"after dropping identical images, {len(off)} class(es) are more than "
+            f"{100 * STRATIFY_TOLERANCE:g} points off the ratios: " + ", ".join(map(repr, off))
+        )
     rare = [(name, d) for name, d in distribution.items() if d["rare"]]
     if rare:
         notes.append(
@@ -1229,6 +1302,7 @@ def split(options: SplitOptions) -> SplitResult:
             "gap": sorted(rows.image_ids[i] for i in dropped_gap),
             "identical_image": sorted(rows.image_ids[i] for i in dropped_identical),
         },
+        "class_bound": class_bound,
         "class_distribution": distribution,
         "leakage": leakage.to_dict(),
         "warnings": notes,
@@ -1254,6 +1328,26 @@ def split(options: SplitOptions) -> SplitResult:
         warnings=notes,
         manifest=manifest,
     )
+
+
+def _class_bound(distribution: dict[str, dict[str, Any]], promised: bool) -> dict[str, Any]:
+    """What the stratified bound counts, which classes it covers, and whether it held (``met``
+    is None where it was not promised: other strategies, or a kept test set)."""
+    tolerance_pp = 100 * STRATIFY_TOLERANCE
+    held = sorted(name for name, d in distribution.items() if d["frames"] >= RARE_CLASS_FRAMES)
+    return {
+        # The split moves frames, so a class's "instances" are the frames showing it: a frame
+        # with five cars moves five cars at once. Objects are reported, not bounded.
+        "counts": "frames showing the class",
+        "min_frames": RARE_CLASS_FRAMES,
+        "tolerance_pp": tolerance_pp,
+        "classes": held,
+        "met": (
+            all(distribution[n]["max_deviation_pp"] <= tolerance_pp + 1e-6 for n in held)
+            if promised
+            else None
+        ),
+    }
 
 
 def _stratification_notes(

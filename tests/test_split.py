@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -648,3 +650,213 @@ def test_sample_data_temporal_split_has_zero_leakage(tmp_path):
     report = check_leakage(tmp_path / "split")
     assert report.ok and report.near_pairs == 0 and report.identical_images == 0
     assert min_cross_split_distance(tmp_path / "split") >= 30
+
+
+# --------------------------------------------------------------------------------------------
+# Review of issue 5: checker on foreign splits, --keep-test mistakes, outputs, determinism
+# --------------------------------------------------------------------------------------------
+
+
+def foreign_splits(rows: list[dict]) -> datasets.DatasetDict:
+    """A split made elsewhere: plain ``Dataset.from_list`` (no ClassLabel, images as structs),
+    cut with ``train_test_split``."""
+    return datasets.Dataset.from_list(rows).train_test_split(test_size=0.25, seed=0)
+
+
+def test_leakage_checker_works_on_a_split_made_elsewhere(tmp_path, capsys):
+    rows = video_rows("a", 20, LABELS)
+    parts = foreign_splits(rows)
+    assert not hasattr(parts["train"].features["objects"].feature["category"], "names")
+    report = check_leakage(parts)
+    assert report.frames == {"train": 15, "test": 5} and report.near_pairs > 0
+    # Only video_id and frame_index are needed; without image_id the examples name the frame.
+    bare = parts.remove_columns(["objects", "image_id", "width", "height", "image_is_overlay"])
+    assert check_leakage(bare).near_pairs == report.near_pairs
+    no_images = bare.remove_columns("image")
+    again = check_leakage(no_images)
+    assert again.near_pairs == report.near_pairs and again.frames_without_image == 20
+    # Images given as file paths (strings) are hashed from the files.
+    shared = tmp_path / "same.png"
+    shared.write_bytes(png("x"))
+    paths = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"video_id": ["a"], "frame_index": [0], "image": [str(shared)]}
+            ),
+            "test": datasets.Dataset.from_dict(
+                {"video_id": ["b"], "frame_index": [0], "image": [str(shared)]}
+            ),
+        }
+    )
+    assert check_leakage(paths).identical_images == 1
+    # From a folder, with the CLI.
+    bare.save_to_disk(str(tmp_path / "bare"))
+    assert main(["leakage", str(tmp_path / "bare"), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["near_pairs"] == report.near_pairs
+    # What it cannot do without is one clear message naming the split and the columns.
+    with pytest.raises(DatasetError, match=r"split 'train'.*frame_index"):
+        check_leakage(bare.remove_columns("frame_index"))
+    bare.remove_columns("video_id").save_to_disk(str(tmp_path / "novideo"))
+    assert main(["leakage", str(tmp_path / "novideo")]) == 2
+    err = capsys.readouterr().err
+    assert "video_id" in err and "Traceback" not in err
+
+
+def test_leakage_checker_on_a_random_split_of_this_stage(tmp_path):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    with pytest.warns(SplitWarning):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "r", strategy="random"))
+    report = check_leakage(tmp_path / "r")
+    assert report.to_dict() == result.leakage.to_dict() and report.near_pairs > 0
+
+
+def test_keep_test_from_another_dataset_is_refused(tmp_path):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    other = save(tmp_path, video_rows("zz", 40, LABELS), LABELS, name="other")
+    with pytest.warns(SplitWarning):
+        split(SplitOptions(dataset=other, out=tmp_path / "other-split", strategy="random"))
+    with pytest.raises(DatasetError, match=r"none of the 4 test frames.*another dataset"):
+        split(SplitOptions(dataset=data, out=tmp_path / "s", keep_test=tmp_path / "other-split"))
+    assert not (tmp_path / "s").exists()
+    # A manifest whose test split is empty has nothing to keep.
+    split(SplitOptions(dataset=data, out=tmp_path / "no-test", ratios=[0.9, 0.1, 0.0]))
+    with pytest.raises(DatasetError, match="test split is empty"):
+        split(SplitOptions(dataset=data, out=tmp_path / "s", keep_test=tmp_path / "no-test"))
+
+
+def test_keep_test_bad_manifests_give_one_message_each(tmp_path, capsys):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    (tmp_path / "corrupt.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    for name in ("missing.json", "corrupt.json", "list.json", "binary.json"):
+        name = str(tmp_path / name)
+        code = main(["split", str(data), "--out", str(tmp_path / "s"), "--keep-test", name])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and "Fix:" in err, err
+        assert err.count("error:") == 1 and "found None" not in err, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_interrupted_write_leaves_nothing_at_out(tmp_path, monkeypatch):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    original = datasets.DatasetDict.save_to_disk
+
+    def save_then_fail(self, path, **kwargs):
+        original(self, path, **kwargs)  # the data is written, the manifest not yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", save_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        split(SplitOptions(dataset=data, out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    # An existing output survives a failed --overwrite untouched.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "keep.txt").write_text("previous result")
+    with pytest.raises(KeyboardInterrupt):
+        split(SplitOptions(dataset=data, out=tmp_path / "old", overwrite=True))
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "old"]  # no temporary folders
+
+
+def test_out_may_not_hold_the_input(tmp_path):
+    data = save(tmp_path / "data", video_rows("a", 40, LABELS), LABELS)
+    with pytest.raises(OptionsError, match="inside the output"):
+        split(SplitOptions(dataset=data, out=tmp_path / "data", overwrite=True))
+    assert (data / "dataset_info.json").exists()
+
+
+def test_unwritable_out_is_one_message(tmp_path, capsys):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    (tmp_path / "file").write_text("x")
+    code = main(["split", str(data), "--out", str(tmp_path / "file" / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("error:") == 1, err
+    assert str(tmp_path / "file") in err
+
+
+def test_output_loads_as_a_dataset_dict_with_the_input_features(tmp_path):
+    data = save(tmp_path, video_rows("a", 40, LABELS), LABELS)
+    with pytest.warns(SplitWarning):
+        split(SplitOptions(dataset=data, out=tmp_path / "s", strategy="stratified"))
+    loaded = datasets.load_from_disk(str(tmp_path / "s"))
+    assert isinstance(loaded, datasets.DatasetDict) and list(loaded) == list(SPLIT_NAMES)
+    source = datasets.load_from_disk(str(data))
+    assert all(loaded[name].features == source.features for name in SPLIT_NAMES)
+    assert sum(len(loaded[name]) for name in SPLIT_NAMES) == 40
+
+
+@pytest.mark.parametrize("strategy", ["temporal", "stratified", "random"])
+def test_manifest_does_not_depend_on_row_order(tmp_path, strategy):
+    rows = [r for v in range(6) for r in video_rows(f"v{v}", 15, LABELS, seed=v)]
+    forward = save(tmp_path, rows, LABELS, name="forward")
+    backward = save(tmp_path, rows[::-1], LABELS, name="backward")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitWarning)
+        split(SplitOptions(dataset=forward, out=tmp_path / "f", strategy=strategy, seed=3))
+        split(SplitOptions(dataset=backward, out=tmp_path / "b", strategy=strategy, seed=3))
+    first = (tmp_path / "f" / MANIFEST_NAME).read_bytes()
+    assert first == (tmp_path / "b" / MANIFEST_NAME).read_bytes()
+
+
+def test_manifest_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    rows = [r for v in range(6) for r in video_rows(f"v{v}", 15, LABELS, seed=v)]
+    data = save(tmp_path, rows, LABELS)
+    code = (
+        "import sys, warnings\n"
+        "from sam2_finetune.split import SplitOptions, split\n"
+        "warnings.simplefilter('ignore')\n"
+        "for strategy in ('temporal', 'stratified', 'random'):\n"
+        "    split(SplitOptions(dataset=sys.argv[1], out=sys.argv[2] + strategy,\n"
+        "                       strategy=strategy, seed=9))\n"
+    )
+    for hash_seed in ("1", "2"):
+        subprocess.run(
+            [sys.executable, "-c", code, str(data), str(tmp_path / hash_seed)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+    for strategy in ("temporal", "stratified", "random"):
+        one = (tmp_path / f"1{strategy}" / MANIFEST_NAME).read_bytes()
+        assert one == (tmp_path / f"2{strategy}" / MANIFEST_NAME).read_bytes(), strategy
+
+
+def test_manifest_states_what_the_class_bound_counts(tmp_path):
+    labels = [f"class_{c}" for c in range(5)]
+    frames = multilabel_frames(300, len(labels), random.Random(4))
+    rows = [frame(f"v{k % 6}", 6 * (k // 6), present, labels) for k, present in enumerate(frames)]
+    data = save(tmp_path, rows, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SplitWarning)
+        result = split(SplitOptions(dataset=data, out=tmp_path / "s", strategy="stratified"))
+        other = split(SplitOptions(dataset=data, out=tmp_path / "r", strategy="random"))
+    bound = result.manifest["class_bound"]
+    assert bound["counts"] == "frames showing the class"
+    assert bound["min_frames"] == 20 and bound["tolerance_pp"] == 5.0
+    distribution = result.manifest["class_distribution"]
+    held = sorted(n for n, d in distribution.items() if d["frames"] >= 20)
+    assert bound["classes"] == held and held
+    assert bound["met"] is True
+    assert all(distribution[n]["max_deviation_pp"] <= 5.0 for n in held)
+    assert other.manifest["class_bound"]["met"] is None  # promised by stratified only
+
+
+def test_class_bound_missed_is_stated_and_warned(tmp_path):
+    # 21 frames all showing the class cannot be 98 / 1 / 1 when every split gets a frame.
+    data = save(tmp_path, [frame(f"v{k}", 0, [0], LABELS) for k in range(21)], LABELS)
+    with pytest.warns(SplitWarning, match="stratification could not"):
+        result = split(
+            SplitOptions(
+                dataset=data, out=tmp_path / "s", strategy="stratified", ratios=[0.98, 0.01, 0.01]
+            )
+        )
+    assert result.manifest["class_bound"]["met"] is False
+    # Identical images dropped after stratifying can break the bound too: said, not hidden.
+    same = png("same")
+    copies = [frame(f"v{k}", 0, [0], LABELS, image=same) for k in range(30)]
+    data = save(tmp_path, copies, LABELS, name="copies")
+    with pytest.warns(SplitWarning, match="after dropping identical images, 1 class"):
+        result = split(SplitOptions(dataset=data, out=tmp_path / "c", strategy="stratified"))
+    assert result.sizes == {"train": 24, "validation": 0, "test": 0}
+    assert result.manifest["class_bound"]["met"] is False
