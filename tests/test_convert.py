@@ -545,6 +545,24 @@ def test_cli_bad_outputs_and_options_are_one_message(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
+def test_a_frame_listed_twice_is_refused(tmp_path):
+    export = tmp_path / "twice.zip"
+    with zipfile.ZipFile(EXPORTS[0]) as zin, zipfile.ZipFile(export, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name.endswith("annotations.json"):
+                ann = json.loads(data)
+                ann["annotations"].append(dict(ann["annotations"][3]))  # frame 18 again
+                data = json.dumps(ann).encode()
+            zout.writestr(name, data)
+    # Two rows with one image_id would break splits (by id) and evaluation.
+    with pytest.raises(
+        ExportError, match=r"twice.zip!annotations.json, frame 18: .*more than once"
+    ):
+        convert(ConvertOptions(exports=[export], to="hf", out=tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
 def test_no_qualifying_frame_is_an_error(tmp_path):
     export = tmp_path / "lost.zip"
     # The object starts outside the frame and never enters it: every mask is empty.

@@ -245,9 +245,22 @@ def iter_rows(
         video = export.video
         # Every frame in order (ingest converts them in chunks; frames without an image are
         # the demo's empty ones, cheap to convert).
+        seen: set[int] = set()
         for frame in export.frames:
             stats.frames_listed += 1
             index = frame.frame_index
+            if index in seen:  # two rows with one image_id would break splits and evaluation
+                raise ExportError(
+                    describe(
+                        "frame_index listed more than once in annotations.json",
+                        file=export.annotations_member,
+                        frame_index=index,
+                        expected="one entry per frame_index",
+                        found="a second entry",
+                        fix="keep one entry per frame (`sam2-finetune validate` lists them all)",
+                    )
+                )
+            seen.add(index)
             ref = frame.image
             if ref is None:
                 stats.skipped_no_image += 1
