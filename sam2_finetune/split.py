@@ -1126,7 +1126,13 @@ def split(options: SplitOptions) -> SplitResult:
     >>> split(SplitOptions(dataset="data/hf", out="data/split", strategy="stratified"))
     ... # doctest: +SKIP
     """
-    from datasets import DatasetDict, concatenate_datasets
+    from datasets import (
+        DatasetDict,
+        concatenate_datasets,
+        disable_progress_bars,
+        enable_progress_bars,
+        is_progress_bar_enabled,
+    )
 
     out = Path(options.out)
     if out.resolve() == Path(options.dataset).resolve():
@@ -1311,11 +1317,17 @@ def split(options: SplitOptions) -> SplitResult:
     parts = DatasetDict(
         {name: dataset.select(np.flatnonzero(assign == s)) for s, name in enumerate(SPLIT_NAMES)}
     )
-    with atomic_output_dir(out, overwrite=options.overwrite) as tmp:
-        # save_to_disk writes 0 shards for an empty split, which load_from_disk cannot read.
-        empty = {name: 1 for name, part in parts.items() if len(part) == 0}
-        parts.save_to_disk(str(tmp), num_shards=empty or None)
-        (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    bars = is_progress_bar_enabled()
+    disable_progress_bars()  # one bar per split buries the summary and the warnings
+    try:
+        with atomic_output_dir(out, overwrite=options.overwrite) as tmp:
+            # save_to_disk writes 0 shards for an empty split, which load_from_disk cannot read.
+            empty = {name: 1 for name, part in parts.items() if len(part) == 0}
+            parts.save_to_disk(str(tmp), num_shards=empty or None)
+            (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    finally:
+        if bars:
+            enable_progress_bars()
     for note in notes:
         warnings.warn(note, SplitWarning, stacklevel=2)
     return SplitResult(

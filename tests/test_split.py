@@ -860,3 +860,15 @@ def test_class_bound_missed_is_stated_and_warned(tmp_path):
         result = split(SplitOptions(dataset=data, out=tmp_path / "c", strategy="stratified"))
     assert result.sizes == {"train": 24, "validation": 0, "test": 0}
     assert result.manifest["class_bound"]["met"] is False
+
+
+def test_cli_prints_no_progress_bars(tmp_path, capsys):
+    data = save(tmp_path, [r for v in range(10) for r in video_rows(f"v{v}", 10, LABELS)], LABELS)
+    datasets.enable_progress_bars()
+    try:
+        assert main(["split", str(data), "--out", str(tmp_path / "s")]) == 0
+        assert datasets.is_progress_bar_enabled()  # the caller's setting is restored
+    finally:
+        datasets.disable_progress_bars()
+    captured = capsys.readouterr()
+    assert "Saving the dataset" not in captured.err + captured.out
