@@ -656,6 +656,13 @@ def _build_into(
         "transformers": version("transformers"),
     }
     (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    # safetensors writes model.safetensors private (0600); give every file the usual umask
+    # permissions, as the rest of the folder has, so a shared cache or demo folder is readable.
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def tiny_cache_dir() -> Path:
@@ -719,7 +726,7 @@ class TinyModelOptions(BaseModel):
         json_schema_extra={"positional": True},
     )
     out: Path = Field(description="Output folder (written atomically).")
-    seed: int = Field(0, description="Seed of the random weights.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the random weights.")
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
 
 

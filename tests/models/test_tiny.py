@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -90,6 +91,12 @@ def test_build_writes_a_small_loadable_folder(tiny_dirs, family):
     assert json.loads((path / "config.json").read_text())["model_type"] == (
         FAMILY_LOADING[family].model_type
     )
+    # Every file as readable as the umask allows (safetensors alone writes 0600).
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {f.name: f.stat().st_mode & 0o777 for f in path.iterdir()} == {
+        f.name: 0o666 & ~mask for f in path.iterdir()
+    }
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -338,6 +345,14 @@ def test_cli_builds_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "idefics3" in out and "parameters" in out
     assert json.loads((tmp_path / "m" / MARKER_FILE).read_text())["seed"] == 3
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_cli_refuses_a_seed_torch_cannot_take(tmp_path, capsys, seed):
+    assert main(["tiny-model", "smolvlm", "--out", str(tmp_path / "m"), "--seed", seed]) == 2
+    err = capsys.readouterr().err
+    assert "  - seed: Input should be" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_explains_remote_code_families(tmp_path, capsys):
