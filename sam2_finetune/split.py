@@ -1050,6 +1050,33 @@ def _read_test_ids(path: Path) -> list[str]:
     return ids
 
 
+def _check_poolable(parts: datasets.DatasetDict, path: Path) -> None:
+    """The splits of a DatasetDict can be pooled only with the same columns and labels."""
+    (first, reference), *others = parts.items()
+    for name, part in others:
+        if part.features == reference.features:
+            continue
+        if set(part.column_names) != set(reference.column_names):
+            found = f"columns {sorted(part.column_names)}"
+            expected = f"columns {sorted(reference.column_names)} as in {first!r}"
+        elif category_names(part) != category_names(reference):
+            found = f"labels {category_names(part)}"
+            expected = f"labels {category_names(reference)} as in {first!r}"
+        else:
+            found = f"features {part.features}"
+            expected = f"the features of {first!r}"
+        raise DatasetError(
+            describe(
+                f"split {name!r} cannot be pooled with the others to split again",
+                file=path,
+                expected=expected,
+                found=found,
+                fix="convert all the exports together (`sam2-finetune convert A.zip B.zip --to "
+                "hf`) and split that",
+            )
+        )
+
+
 def _check_rows(rows: _Rows, path: Path) -> None:
     if not len(rows):
         raise DatasetError(
@@ -1149,9 +1176,11 @@ def split(options: SplitOptions) -> SplitResult:
     kept_test_ids = _read_test_ids(options.keep_test) if options.keep_test else None
     loaded = load_canonical(options.dataset)
     # A previous split's folder is accepted too: its splits are pooled and split again.
-    dataset = (
-        concatenate_datasets(list(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
-    )
+    if isinstance(loaded, DatasetDict):
+        _check_poolable(loaded, options.dataset)
+        dataset = concatenate_datasets(list(loaded.values()))
+    else:
+        dataset = loaded
     rows = _read_rows(dataset, category_names(dataset))
     _check_rows(rows, options.dataset)
     notes: list[str] = []

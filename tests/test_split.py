@@ -872,3 +872,20 @@ def test_cli_prints_no_progress_bars(tmp_path, capsys):
         datasets.disable_progress_bars()
     captured = capsys.readouterr()
     assert "Saving the dataset" not in captured.err + captured.out
+
+
+def test_pooling_splits_with_different_labels_is_one_message(tmp_path, capsys):
+    parts = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(
+                video_rows("a", 10, ["x", "y"]), features=canonical_features(["x", "y"])
+            ),
+            "test": datasets.Dataset.from_list(
+                video_rows("b", 10, ["p", "q"]), features=canonical_features(["p", "q"])
+            ),
+        }
+    )
+    parts.save_to_disk(str(tmp_path / "mixed"))
+    assert main(["split", str(tmp_path / "mixed"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "'test'" in err and "['p', 'q']" in err, err
