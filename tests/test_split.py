@@ -889,3 +889,20 @@ def test_pooling_splits_with_different_labels_is_one_message(tmp_path, capsys):
     assert main(["split", str(tmp_path / "mixed"), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "'test'" in err and "['p', 'q']" in err, err
+
+
+@pytest.mark.parametrize("strategy", ["temporal", "stratified"])
+def test_every_strategy_leaves_the_global_rngs_alone(tmp_path, strategy):
+    data = save(tmp_path, [r for v in range(8) for r in video_rows(f"v{v}", 12, LABELS)], LABELS)
+    manifests = []
+    for global_seed in (1, 2):
+        random.seed(global_seed)
+        np.random.seed(global_seed)
+        before = (random.getstate(), np.random.get_state()[1].copy())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SplitWarning)
+            split(SplitOptions(dataset=data, out=tmp_path / f"s{global_seed}", strategy=strategy))
+        assert random.getstate() == before[0]
+        assert (np.random.get_state()[1] == before[1]).all()
+        manifests.append((tmp_path / f"s{global_seed}" / MANIFEST_NAME).read_bytes())
+    assert manifests[0] == manifests[1]
