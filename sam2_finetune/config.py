@@ -628,9 +628,23 @@ def format_config_error(
     range or choices read from the model's fields.
     """
     model = model or TrainConfig
-    lines = [f"{what}: {error.error_count()} invalid option(s):"]
+    lines = []
+    union_lines: dict[tuple[str | int, ...], int] = {}
     for item in error.errors():
         loc = tuple(item["loc"])
+        if _is_union_member(model, loc):
+            # One error per accepted type (model.lora_targets.str, ...list[str]): merge them
+            # into one line at the option's own path.
+            option, wanted = loc[:-1], item["msg"].removeprefix("Input should be ")
+            if option in union_lines:
+                lines[union_lines[option]] = lines[union_lines[option]].replace(
+                    " (got ", f" or {wanted} (got ", 1
+                )
+            else:
+                union_lines[option] = len(lines)
+                path = ".".join(str(p) for p in option)
+                lines.append(f"  - {path}: Input should be {wanted} (got {item.get('input')!r})")
+            continue
         path = ".".join(str(p) for p in loc) or "(config)"
         value = item.get("input")
         if item["type"] == "extra_forbidden":
@@ -651,11 +665,24 @@ def format_config_error(
             if rule:
                 line += f"; allowed: {rule}"
         lines.append(line)
+    lines.insert(0, f"{what}: {len(lines)} invalid option(s):")
     lines.append(
         "Fix: correct the options above in the YAML file or with --set KEY=VALUE; "
         "docs/config.md lists every option."
     )
     return "\n".join(lines)
+
+
+def _is_union_member(model: type[BaseModel], loc: tuple[str | int, ...]) -> bool:
+    """Whether ``loc`` ends in the tag pydantic adds per member of a union (``str``,
+    ``list[str]``) rather than in an option name."""
+    if len(loc) < 2 or _field_at(model, loc) is not None:
+        return False
+    parent = _field_at(model, loc[:-1])
+    return parent is not None and get_origin(_unwrap(parent[0])) in (
+        typing.Union,
+        types.UnionType,
+    )
 
 
 # --------------------------------------------------------------------------------------------

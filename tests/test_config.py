@@ -280,6 +280,19 @@ def test_a_lora_target_regex_that_does_not_compile_is_refused():
         load_config(preset="quick_test", overrides=["model.method=lora", "model.lora_targets=["])
 
 
+def test_an_option_of_several_types_is_one_line_with_the_value():
+    """lora_targets is a regex or a list: one problem, at the option's own path, with the value
+    (not one line per accepted type under model.lora_targets.str / .list[str])."""
+    message = problems_of(
+        {**MINIMAL, "model": {"family": "qwen2_vl", "lora_targets": {"a": 1}, "lora_rank": 0}}
+    )
+    assert "2 invalid option(s)" in message
+    line = next(x for x in message.splitlines() if "lora_targets" in x)
+    assert line == (
+        "  - model.lora_targets: Input should be a valid string or a valid list (got {'a': 1})"
+    )
+
+
 def test_a_tiny_checkpoint_never_suggests_a_tiny_remote_code_model():
     message = problems_of(
         {
