@@ -694,3 +694,198 @@ def test_docs_list_every_rule_and_option():
     for name, field in ValidateOptions.model_fields.items():
         if name != "inputs":
             assert f"`--{(field.alias or name).replace('_', '-')}`" in text, name
+
+
+# --------------------------------------------------------------------------------------------
+# Review of issue 4: gaps found by running validate as a user
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_report_path_that_is_a_folder_is_one_message_before_reading(tmp_path, capsys):
+    path, _ = write_export(tmp_path, scene(), raw=False)
+    folder = tmp_path / "reports"
+    folder.mkdir()  # empty: ensure_writable lets it through, a file rename onto it fails
+    assert main(["validate", str(path), "--report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "'report'" in err and "Traceback" not in err
+    # Checked before any input is read: a missing input is not what stops it.
+    assert main(["validate", str(tmp_path / "missing.zip"), "--json", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "'json'" in err and "missing.zip" not in err
+    assert not any(folder.iterdir())
+
+
+def test_the_relabel_map_is_written_beside_the_report_ready_for_convert(tmp_path):
+    from sam2_finetune.convert import ConvertOptions, convert
+    from sam2_finetune.dataset import load_canonical
+
+    frames = _relabel(_relabel(scene(), 2, "object_2"), 2, "person", start=6)
+    for f in frames[:4]:
+        f["objects"][0]["label"] = "Car"
+    path, raw = write_export(tmp_path, frames)
+    report = validate(ValidateOptions(inputs=[path], frames=[raw], report=tmp_path / "r.md"))
+    relabel = tmp_path / "r_relabel.json"
+    assert (
+        json.loads(relabel.read_text())
+        == report.relabel
+        == {
+            "Car": "car",
+            "object_2": "person",
+        }
+    )
+    assert str(relabel) in (tmp_path / "r.md").read_text()
+    assert str(relabel) in report.outputs
+    result = convert(
+        ConvertOptions(exports=[path], frames=[raw], out=tmp_path / "hf", label_map=relabel)
+    )
+    assert sorted(result.labels) == ["car", "person"]
+    labels = {o["label"] for row in load_canonical(tmp_path / "hf") for o in row["objects"]}
+    assert labels == {"car", "person"}
+    # Nothing to rename: an empty map, still valid for --label-map (no stale map left behind).
+    clean, raw = write_export(tmp_path / "clean", scene())
+    validate(
+        ValidateOptions(inputs=[clean], frames=[raw], report=tmp_path / "r.md", overwrite=True)
+    )
+    assert json.loads(relabel.read_text()) == {}
+
+
+def test_a_placeholder_another_track_keeps_is_not_relabelled(tmp_path):
+    renamed, raw_a = write_export(
+        tmp_path, _relabel(_relabel(scene(), 2, "object_2"), 2, "person", start=6), name="a"
+    )
+    # In another video track 2 is a different, never-named object: a label map renaming
+    # object_2 everywhere would call it a person.
+    kept, raw_b = write_export(tmp_path, _relabel(scene(), 2, "object_2"), name="b")
+    both = validate(ValidateOptions(inputs=[renamed, kept], frames=[raw_a, raw_b]))
+    assert "object_2" not in both.relabel
+    alone = validate(ValidateOptions(inputs=[renamed], frames=[raw_a]))
+    assert alone.relabel == {"object_2": "person"}
+
+
+def test_identical_images_of_frames_without_objects_are_not_duplicates(tmp_path):
+    # A static background in two empty frames: nobody trains on them.
+    frames = [*scene(), {"frame_index": 72, "objects": []}, {"frame_index": 78, "objects": []}]
+    path, raw = write_export(tmp_path, frames, images={72: png(5000), 78: png(5000)})
+    assert "duplicate-image" not in codes(
+        validate(ValidateOptions(inputs=[path], frames=[raw])).findings
+    )
+    # The sample's raw frames hold such a pair (frames 0 and 234): no warning at all.
+    report = validate(
+        ValidateOptions(
+            inputs=[SAMPLE / "street_scene.zip"], frames=[SAMPLE / "street_scene_frames"]
+        )
+    )
+    assert report.counts["warning"] == 0 and report.counts["error"] == 0, report.findings
+
+
+def test_a_split_video_keeps_its_id_and_findings_name_the_split(tmp_path):
+    from datasets import DatasetDict, load_from_disk
+
+    frames = _relabel(scene(), 2, "object_2", start=10)  # renamed in the test part
+    path, raw = write_export(tmp_path, frames)
+    ds = load_from_disk(str(dataset_from_export(path, raw, tmp_path / "hf")))
+    DatasetDict({"train": ds.select(range(8)), "test": ds.select(range(8, 12))}).save_to_disk(
+        str(tmp_path / "splits")
+    )
+    report = validate(ValidateOptions(inputs=[tmp_path / "splits"], report=tmp_path / "r.md"))
+    assert report.totals["distinct_videos"] == 1 and report.totals["tracks"] == 2
+    assert {(c.label, c.videos, c.tracks) for c in report.classes} == {
+        ("car", 1, 1),
+        ("person", 1, 1),
+        ("object_2", 1, 1),
+    }
+    assert {f.video_id for f in report.findings} - {None} == {ds[0]["video_id"]}
+    (unnamed,) = [f for f in report.findings if f.code == "unnamed-track"]
+    assert unnamed.split == "test" and unnamed.source == f"{tmp_path / 'splits'}[test]"
+    markdown = (tmp_path / "r.md").read_text()
+    assert f"`{ds[0]['video_id']}` (test) frame 60" in markdown
+    assert "| 1 (in 2 split parts) |" in markdown
+    # The same dataset given twice is two inputs: its copy gets a suffix.
+    twice = validate(ValidateOptions(inputs=[tmp_path / "hf", tmp_path / "hf"]))
+    assert twice.totals["distinct_videos"] == 2
+
+
+def test_broken_masks_say_what_to_do_once_and_how(tmp_path):
+    path, raw = write_export(tmp_path, _edit(scene(), 4, 1, mask_rle="1 2 3"))
+    report = validate(ValidateOptions(inputs=[path], frames=[raw]))
+    (broken,) = [f for f in report.findings if f.code == "broken-mask"]
+    assert "Fix:" not in broken.message and "validate` lists" not in broken.message
+    assert broken.message.endswith(".") and "65536" in broken.message
+    (advice,) = [r for r in report.recommendations if "broken-mask" in r]
+    assert "annotations.json" in advice and "1 object(s) in 1 frame(s)" in advice
+
+
+def test_other_convert_formats_are_refused_with_what_they_are(tmp_path, capsys):
+    (tmp_path / "llava").mkdir()
+    (tmp_path / "llava" / "llava.json").write_text("[]")
+    assert main(["validate", str(tmp_path / "llava")]) == 2
+    err = capsys.readouterr().err
+    assert "convert --to llava" in err and "--to hf" in err and "Traceback" not in err
+
+
+def test_frames_pairs_name_the_export_they_replace(tmp_path, capsys):
+    a, raw_a = write_export(tmp_path, scene(), name="alpha")
+    b, _ = write_export(tmp_path, scene(), name="beta")
+    assert (
+        main(
+            [
+                "validate",
+                str(a),
+                str(b),
+                "--frames",
+                f"alpha={raw_a}",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
+    findings = json.loads((tmp_path / "r.json").read_text())["findings"]
+    overlays = [f["video_id"] for f in findings if f["code"] == "overlay-images"]
+    assert len(overlays) == 1 and overlays[0].startswith("beta")
+    assert main(["validate", str(a), str(b), "--frames", f"gamma={raw_a}"]) == 2
+    assert "matches 0 exports" in capsys.readouterr().err
+
+
+def test_an_export_without_any_object_is_an_error(tmp_path, capsys):
+    empty = [{"frame_index": 6 * i, "timestamp_sec": 0.2 * i, "objects": []} for i in range(5)]
+    path, _ = write_export(tmp_path, empty, raw=False)
+    report = validate(ValidateOptions(inputs=[path], report=tmp_path / "r.md"))
+    (hit,) = [f for f in report.findings if f.code == "no-objects"]
+    assert "no objects in any of its 5 listed frames" in hit.message
+    assert report.exit_code == 1 and "No visible objects." in (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r_classes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_imbalance_recommends_resampling_factors(tmp_path):
+    report = validate(
+        ValidateOptions(
+            inputs=[write_export(tmp_path, _only_car_in(scene(20), 2), raw=False)[0]],
+            ratios=[1.0],
+        )
+    )
+    (advice,) = [r for r in report.recommendations if "class-imbalance" in r]
+    assert "oversampl" in advice.lower() and "`person` x" in advice
+
+
+def test_a_box_of_nan_or_infinity_is_invalid(tmp_path):
+    # Python's json writes and reads NaN / Infinity; they are no coordinates.
+    for i, bad in enumerate(([float("nan"), 150, 40, 30], [36, 150, float("inf"), 30])):
+        fired = run(tmp_path / str(i), _edit(scene(), 4, 1, bbox=bad))
+        (hit,) = [f for f in fired if f.code == "bbox-invalid"]
+        assert "finite" in hit.message and hit.frame_index == 24
+        assert "bbox-mask-mismatch" not in codes(fired) and "bbox-outside" not in codes(fired)
+
+
+def test_a_blank_label_is_flagged_and_kept_out_of_the_relabel_map(tmp_path):
+    from sam2_finetune.convert.rows import load_label_map
+
+    # Two blank spellings are "variants" of each other: no map may rename one to the other.
+    frames = _relabel(_relabel(scene(), 2, "  "), 2, " ", start=6)
+    path, raw = write_export(tmp_path, frames)
+    report = validate(ValidateOptions(inputs=[path], frames=[raw], report=tmp_path / "r.md"))
+    (hit,) = [f for f in report.findings if f.code == "unnamed-track"]
+    assert hit.label == "  " and "blank" in hit.message
+    # convert refuses a blank key: the map must still load.
+    assert report.relabel == {}
+    assert load_label_map(tmp_path / "r_relabel.json").mapping == {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ Box = tuple[float, float, float, float]  # [x, y, w, h] in image pixels
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Files save_to_disk writes: a Dataset folder has state.json, a DatasetDict dataset_dict.json.
 _DATASET_MARKERS = ("dataset_dict.json", "state.json")
+# Files the other `convert --to` formats write: validate reads only the canonical (hf) dataset.
+_OTHER_FORMATS = {"llava.json": "llava", "sharegpt.json": "sharegpt", "instances.json": "coco"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,9 @@ class FrameRecord:
 class VideoRecord:
     """One video of one input. ``written_order`` lists its frame indices in the order the source
     stores them (the frames themselves arrive sorted). ``fps`` and ``target_fps`` are None where
-    the source does not say (converted datasets keep only timestamps)."""
+    the source does not say (converted datasets keep only timestamps). ``split`` names the split
+    of a ``DatasetDict`` (``split`` output): one video cut into several splits is one record per
+    split, all with the same ``video_id``."""
 
     source: str
     video_id: str
@@ -101,6 +106,7 @@ class VideoRecord:
     target_fps: float | None
     written_order: Sequence[int]
     kind: str  # "export" or "dataset"
+    split: str | None = None
 
 
 def is_dataset(path: Path) -> bool:
@@ -140,7 +146,24 @@ def iter_videos(
                 )
             yield from _dataset_videos(path, seen)
         else:
+            _refuse_other_formats(path)
             yield from _export_videos(path, raw, seen)
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """A `convert --to llava/sharegpt/coco` folder is not an export: say what it is."""
+    if not path.is_dir() or (path / "annotations.json").exists():
+        return
+    for name, form in _OTHER_FORMATS.items():
+        if (path / name).is_file():
+            raise DatasetError(
+                describe(
+                    f"this is a `convert --to {form}` output ({name}); validate reads SAM2 "
+                    "exports and canonical datasets",
+                    file=path,
+                    fix="validate the exports, or a `sam2-finetune convert --to hf` dataset",
+                )
+            )
 
 
 def _unique(video_id: str, seen: dict[str, int]) -> str:
@@ -220,9 +243,9 @@ def _export_object(obj: Any, raw: dict[str, Any], width: int, height: int) -> Ob
 def _is_box(value: Any) -> bool:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         return False
-    x, y, w, h = value
-    # type() rather than isinstance(): JSON booleans are ints to isinstance.
-    return all(type(v) is int or type(v) is float for v in (x, y, w, h))
+    # type() rather than isinstance(): JSON booleans are ints to isinstance. Python's json reads
+    # NaN and Infinity, which are no coordinates.
+    return all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in value)
 
 
 def _read_image(
@@ -272,6 +295,9 @@ def _dataset_videos(
 
     loaded = load_canonical(path)
     splits = loaded.items() if isinstance(loaded, DatasetDict) else [(None, loaded)]
+    # A video cut into splits keeps one id across them (it is one video); only the same video
+    # in another input gets a suffix.
+    ids: dict[str, str] = {}
     for split, dataset in splits:
         source = f"{path}[{split}]" if split is not None else str(path)
         missing = {"width", "height", "timestamp_sec"} - set(dataset.column_names)
@@ -292,15 +318,19 @@ def _dataset_videos(
             if rows.size == 0:
                 continue
             first = dataset[int(rows[0])]
+            stored_id = str(video_ids[rows[0]])
+            if stored_id not in ids:
+                ids[stored_id] = _unique(stored_id, seen)
             video = VideoRecord(
                 source=source,
-                video_id=_unique(str(video_ids[rows[0]]), seen),
+                video_id=ids[stored_id],
                 width=int(first["width"]),
                 height=int(first["height"]),
                 fps=None,
                 target_fps=None,
                 written_order=frame_indices[np.sort(rows)].tolist(),
                 kind="dataset",
+                split=split,
             )
             yield video, _dataset_frames(dataset, rows, source)
 

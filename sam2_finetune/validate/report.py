@@ -116,6 +116,7 @@ def build_report(
         key: int(tally.totals[key])
         for key in (
             "videos",
+            "distinct_videos",
             "frames",
             "frames_with_objects",
             "images",
@@ -139,7 +140,9 @@ def build_report(
         density=_density(tally),
         imbalance_ratio=imbalance,
         relabel=relabel,
-        recommendations=recommendations(findings, classes, relabel),
+        recommendations=recommendations(
+            findings, classes, relabel, relabel_path(options.report) if options.report else None
+        ),
         findings=findings,
     )
 
@@ -177,28 +180,39 @@ def _density(tally: Tally) -> DensityStats:
 
 def relabel_map(tally: Tally) -> dict[str, str]:
     """Labels to rename: case/whitespace variants to their most frequent spelling, and the
-    placeholder ``object_<id>`` to the name its track got later, when it got exactly one."""
+    placeholder ``object_<id>`` to the name its track got later. A label map renames a label
+    everywhere, so a placeholder is mapped only when every track carrying it got the same one
+    name (``object_1`` is often another, never-named object in another video)."""
     mapping: dict[str, str] = {}
     for keep, variants in variant_groups(tally.labels).items():
         for v in variants:
             if v != keep:
                 mapping[v] = keep
     renamed: dict[str, set[str]] = defaultdict(set)
-    for labels in tally.renamed_tracks.values():
+    ambiguous: set[str] = set()
+    for labels in tally.track_labels.values():
         names = [label for label in labels if not UNNAMED.match(label)]
         for label in labels:
-            if UNNAMED.match(label) and len(names) == 1:
-                renamed[label].add(names[0])
+            if UNNAMED.match(label):
+                renamed[label].update(names)
+                if len(names) != 1:  # a track that kept the placeholder, or got two names
+                    ambiguous.add(label)
     for placeholder, names in renamed.items():
-        if len(names) == 1:
-            mapping[placeholder] = mapping.get(next(iter(names)), next(iter(names)))
-    return dict(sorted(mapping.items()))
+        if len(names) == 1 and placeholder not in ambiguous:
+            name = next(iter(names))
+            mapping[placeholder] = mapping.get(name, name)
+    # convert --label-map refuses blank labels as keys or values: leave them to the user.
+    return {a: b for a, b in sorted(mapping.items()) if a.strip() and b.strip()}
 
 
 def recommendations(
-    findings: list[Finding], classes: list[ClassStats], relabel: dict[str, str]
+    findings: list[Finding],
+    classes: list[ClassStats],
+    relabel: dict[str, str],
+    relabel_file: Path | None = None,
 ) -> list[str]:
-    """Concrete next steps, most severe first: one per rule that fired, with specifics."""
+    """Concrete next steps, most severe first: one per rule that fired, with specifics.
+    ``relabel_file`` is where the relabel map is written (beside the Markdown report)."""
     fired = {f.code for f in findings}
     order = sorted(fired, key=lambda c: (SEVERITIES.index(RULES[c].severity), list(RULES).index(c)))
     out = []
@@ -211,14 +225,27 @@ def recommendations(
         if code == "class-imbalance":
             text += " " + _resampling(classes)
         if code == "broken-mask":
-            text += f" {n} object(s) would be dropped."
+            frames = len(
+                {(f.source, f.video_id, f.frame_index) for f in findings if f.code == code}
+            )
+            text += (
+                f" `convert` stops at a broken mask: delete these {n} object(s) in {frames} "
+                "frame(s) from annotations.json (the JSON report lists each video, frame_index "
+                "and object_id), or re-export the video."
+            )
         out.append(text)
     if relabel:
+        use = (
+            f"The map is written to `{relabel_file}`: pass `sam2-finetune convert ... "
+            f"--label-map {relabel_file}`"
+            if relabel_file is not None
+            else "Save the map below as `relabel.json` and pass `sam2-finetune convert ... "
+            "--label-map relabel.json`"
+        )
         out.append(
             "**Relabel** before converting: "
             + ", ".join(f"`{a}` -> `{b}`" for a, b in relabel.items())
-            + ". Save the map below as `relabel.json` and pass `sam2-finetune convert ... "
-            "--label-map relabel.json` (`--normalize-labels` alone folds case and whitespace)."
+            + f". {use} (`--normalize-labels` alone folds case and whitespace)."
         )
     if not out:
         out.append("Nothing to fix: the data passed every rule.")
@@ -262,7 +289,7 @@ def to_markdown(report: ValidationReport, chart: str | None, examples: int = 5) 
         "| videos | frames listed | with objects | images | objects | visible | empty masks "
         "| broken masks | tracks | classes |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {t['videos']} | {t['frames']} | {t['frames_with_objects']} | {t['images']} "
+        f"| {_videos(t)} | {t['frames']} | {t['frames_with_objects']} | {t['images']} "
         f"| {t['objects']} | {t['visible']} | {t['empty']} | {t['broken']} | {t['tracks']} "
         f"| {t['classes']} |",
         "",
@@ -357,10 +384,17 @@ def to_markdown(report: ValidationReport, chart: str | None, examples: int = 5) 
     return "\n".join(lines) + "\n"
 
 
+def _videos(totals: dict[str, int], unit: str = "") -> str:
+    """Distinct videos, and the parts they were cut into when a ``DatasetDict`` split them."""
+    distinct, parts = totals["distinct_videos"], totals["videos"]
+    counted = f"{distinct} {unit}".rstrip()
+    return counted if distinct == parts else f"{counted} (in {parts} split parts)"
+
+
 def _where(f: Finding) -> str:
     parts = []
     if f.video_id:
-        parts.append(f"`{f.video_id}`")
+        parts.append(f"`{f.video_id}`" + (f" ({f.split})" if f.split else ""))
     if f.frame_index is not None:
         parts.append(f"frame {f.frame_index}")
     if f.track_id is not None and "track " not in f.message:
@@ -380,7 +414,7 @@ def summary_text(report: ValidationReport) -> str:
     c = report.counts
     lines = [
         f"{_STATUS_TEXT[report.status]}: {c['error']} error(s), {c['warning']} warning(s), "
-        f"{c['info']} note(s) over {report.totals['videos']} video(s), "
+        f"{c['info']} note(s) over {_videos(report.totals, 'video(s)')}, "
         f"{report.totals['frames']} frames, {report.totals['objects']} objects"
     ]
     for code, items in report.by_code().items():
@@ -426,3 +460,9 @@ def class_chart_png(classes: list[ClassStats], max_classes: int = 40) -> bytes:
 def chart_path(report_path: Path) -> Path:
     """Where the chart goes: beside the Markdown, ``<stem>_classes.png``."""
     return report_path.with_name(f"{report_path.stem}_classes.png")
+
+
+def relabel_path(report_path: Path) -> Path:
+    """Where the relabel map goes: beside the Markdown, ``<stem>_relabel.json``, ready for
+    ``convert --label-map`` (``{}`` when nothing needs renaming)."""
+    return report_path.with_name(f"{report_path.stem}_relabel.json")

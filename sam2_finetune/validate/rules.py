@@ -36,8 +36,9 @@ UNNAMED = re.compile(r"^object_\d+$")
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One problem found: a stable ``code`` (a key of :data:`RULES`), its severity, what was found
-    and where (input, video, frame index, track id, label), and what to do about it. ``value``
-    carries the measured number where there is one (a ratio, an IoU, a share)."""
+    and where (input, video, frame index, track id, label; ``split`` for a ``DatasetDict``), and
+    what to do about it. ``value`` carries the measured number where there is one (a ratio, an
+    IoU, a share)."""
 
     code: str
     severity: Severity
@@ -49,6 +50,7 @@ class Finding:
     track_id: int | None = None
     label: str | None = None
     value: float | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class Hit:
     suggestion: str = ""
     source: str | None = None
     video_id: str | None = None
+    split: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,12 +88,13 @@ class TrackTally:
 @dataclass(slots=True)
 class ClassTally:
     """One label over every input: counts, and per visible object its area as a share of the
-    image with where it is (to name outliers at the end without keeping any record)."""
+    image with where it is (to name outliers at the end without keeping any record). Videos and
+    tracks are counted by video id, so a video cut into splits counts once."""
 
     objects: int = 0
     frames: int = 0
-    videos: set[int] = field(default_factory=set)
-    tracks: set[tuple[int, int]] = field(default_factory=set)
+    videos: set[str] = field(default_factory=set)
+    tracks: set[tuple[str, int]] = field(default_factory=set)
     shares: array = field(default_factory=lambda: array("d"))
     frame_serials: array = field(default_factory=lambda: array("q"))
     track_ids: array = field(default_factory=lambda: array("q"))
@@ -111,8 +115,10 @@ class Tally:
         self.frame_index = array("q")
         self.frame_visible = array("I")
         self.totals: Counter[str] = Counter()
-        # Labels, in order, of every track whose label changed: (video serial, track id) -> labels
-        self.renamed_tracks: dict[tuple[int, int], list[str]] = {}
+        # Labels, in order of first use, of every track: (video id, track id) -> labels. By id,
+        # so a track cut into splits is one track.
+        self.track_labels: dict[tuple[str, int], list[str]] = {}
+        self.video_ids: set[str] = set()
         self.start_video(None)
 
     def start_video(self, video: VideoRecord | None) -> None:
@@ -135,6 +141,7 @@ class Tally:
         """Remember what later rules need of ``frame`` (called after the frame rules ran)."""
         serial = len(self.frame_index)
         video_serial = len(self.videos) - 1
+        video_id = self.videos[video_serial].video_id
         self.frame_video.append(video_serial)
         self.frame_index.append(frame.frame_index)
         image_area = frame.width * frame.height
@@ -167,7 +174,7 @@ class Tally:
             if cls is None:
                 cls = self.classes[obj.label] = ClassTally()
             cls.objects += 1
-            cls.tracks.add((video_serial, obj.track_id))
+            cls.tracks.add((video_id, obj.track_id))
             cls.shares.append(obj.area / image_area)
             cls.frame_serials.append(serial)
             cls.track_ids.append(obj.track_id)
@@ -177,7 +184,7 @@ class Tally:
         for label in labels_here:
             cls = self.classes[label]
             cls.frames += 1
-            cls.videos.add(video_serial)
+            cls.videos.add(video_id)
         self.frame_visible.append(visible)
         counts["frames"] += 1
         counts["objects"] += len(frame.objects)
@@ -188,7 +195,7 @@ class Tally:
             counts["images"] += 1
             if frame.image_is_overlay:
                 counts["overlay_images"] += 1
-        if frame.image_hash is not None:
+        if frame.image_hash is not None and frame.objects:
             self.image_hashes.setdefault(frame.image_hash, serial)
         if frame.timestamp_sec is not None:
             self.timestamps_index.append(frame.frame_index)
@@ -197,14 +204,17 @@ class Tally:
         self.prev_boxes = boxes
 
     def end_video(self) -> None:
-        """Add the finished video's counts to the totals."""
+        """Add the finished video's counts to the totals. ``videos`` counts video records (one
+        per split a video is in), ``distinct_videos`` video ids, ``tracks`` (video id, track id)."""
         self.totals.update(self.video_totals)
         self.totals["videos"] += 1
-        self.totals["tracks"] += len(self.tracks)
+        video_id = self.videos[-1].video_id
         for track_id, track in self.tracks.items():
-            if len(track.label_runs) > 1:
-                labels = list(dict.fromkeys(run[0] for run in track.label_runs))
-                self.renamed_tracks[(len(self.videos) - 1, track_id)] = labels
+            labels = self.track_labels.setdefault((video_id, track_id), [])
+            labels += [run[0] for run in track.label_runs if run[0] not in labels]
+        self.totals["tracks"] = len(self.track_labels)
+        self.video_ids.add(video_id)
+        self.totals["distinct_videos"] = len(self.video_ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,8 +272,10 @@ def duplicate_frame_index(
 
 
 def duplicate_image(frame: FrameRecord, tally: Tally, options: ValidateOptions) -> Iterator[Hit]:
-    """An image byte-identical to an earlier frame's (in any video)."""
-    if frame.image_hash is None:
+    """An image byte-identical to an earlier frame's (in any video). Only frames with objects
+    count: they are the ones trained on (a static background repeated in empty frames is not a
+    duplicate anyone trains on)."""
+    if frame.image_hash is None or not frame.objects:
         return
     first = tally.image_hashes.get(frame.image_hash)
     if first is None:
@@ -271,8 +283,9 @@ def duplicate_image(frame: FrameRecord, tally: Tally, options: ValidateOptions) 
     video, index = tally.where(first)
     same_entry = video is tally.video and index == frame.frame_index
     if not same_entry:  # a repeated frame_index shares its image; duplicate-frame-index says so
+        split = f" ({video.split} split)" if video.split else ""
         yield Hit(
-            f"image is byte-identical to frame {index} of {video.video_id}",
+            f"image is byte-identical to frame {index} of {video.video_id}{split}",
             frame_index=frame.frame_index,
         )
 
@@ -312,12 +325,15 @@ def mask_size_mismatch(frame: FrameRecord, tally: Tally, options: ValidateOption
 
 
 def bbox_invalid(frame: FrameRecord, tally: Tally, options: ValidateOptions) -> Iterator[Hit]:
-    """A visible object whose stated box is not four numbers or has a negative or zero size."""
+    """A visible object whose stated box is not four finite numbers or has a negative or zero
+    size."""
     for obj in frame.objects:
         if not obj.is_visible or obj.raw_bbox is None:
             continue
         if obj.bbox is None:
-            yield _object_hit(frame, obj, f"box {obj.raw_bbox!r} is not four numbers [x, y, w, h]")
+            yield _object_hit(
+                frame, obj, f"box {obj.raw_bbox!r} is not four finite numbers [x, y, w, h]"
+            )
         elif obj.bbox[2] <= 0 or obj.bbox[3] <= 0:
             yield _object_hit(
                 frame, obj, f"box {obj.raw_bbox!r} has a negative or zero width/height"
@@ -506,13 +522,18 @@ def track_label_change(video: VideoRecord, tally: Tally, options: ValidateOption
 
 
 def unnamed_track(video: VideoRecord, tally: Tally, options: ValidateOptions) -> Iterator[Hit]:
-    """A track carrying the demo's placeholder name ``object_<id>``: the model would learn it."""
+    """A track carrying the demo's placeholder name ``object_<id>``, or a blank label (only
+    whitespace): the model would learn it."""
     for track_id, track in tally.tracks.items():
         for label, first, last in track.label_runs:
-            if UNNAMED.match(label):
+            if UNNAMED.match(label) or not label.strip():
+                what = (
+                    "the demo's placeholder for a track nobody named"
+                    if label.strip()
+                    else "a blank label"
+                )
                 yield Hit(
-                    f"track {track_id} is labelled {label!r} (frames {first}-{last}), the "
-                    "demo's placeholder for a track nobody named",
+                    f"track {track_id} is labelled {label!r} (frames {first}-{last}), {what}",
                     frame_index=first,
                     track_id=track_id,
                     label=label,
@@ -622,6 +643,7 @@ def area_outlier(tally: Tally, options: ValidateOptions) -> Iterator[Hit]:
                 value=float(shares[i]),
                 source=video.source,
                 video_id=video.video_id,
+                split=video.split,
             )
 
 
@@ -645,6 +667,7 @@ def density_outlier(tally: Tally, options: ValidateOptions) -> Iterator[Hit]:
             value=float(visible[serial]),
             source=video.source,
             video_id=video.video_id,
+            split=video.split,
         )
 
 
@@ -844,7 +867,7 @@ RULES: dict[str, Rule] = {
         "video",
         "warning",
         unnamed_track,
-        "Tracks named object_<id>",
+        "Tracks named object_<id> or blank",
         "name the object in the SAM2 demo, or relabel it",
     ),
     "label-variants": Rule(
@@ -916,6 +939,7 @@ def _finding(code: str, rule: Rule, hit: Hit, video: VideoRecord | None) -> Find
         track_id=hit.track_id,
         label=hit.label,
         value=hit.value,
+        split=hit.split or (video.split if video else None),
     )
 
 
@@ -962,9 +986,12 @@ def _fmt_box(box: Box) -> str:
 
 
 def _short(message: str) -> str:
-    """An ingest error without its location prefix (the finding carries the location)."""
+    """An ingest error without its location prefix (the finding carries the location) and its
+    fix (the finding carries the rule's, which knows this is validate speaking)."""
     head, sep, tail = message.partition(": ")
-    return tail if sep and "frame " in head else message
+    problem = tail if sep and "frame " in head else message
+    before, fix, _ = problem.rpartition(". Fix: ")
+    return before + "." if fix else problem
 
 
 def _object_hit(
