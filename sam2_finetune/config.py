@@ -746,8 +746,8 @@ def config_source(config: str | Path) -> Path:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path`` (``yaml.safe_load``); :class:`OptionsError` naming the file
-    and line of a syntax error, or a file that is missing or not a mapping."""
+    """A YAML mapping from ``path`` (safe loading); :class:`OptionsError` naming the file and
+    line of a syntax error or a duplicate key, or a file that is missing or not a mapping."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -758,7 +758,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise OptionsError(describe(f"cannot read the config: {exc}", file=path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except _DuplicateKey as exc:
+        raise OptionsError(
+            f"{path}:{exc.line}:{exc.column}: duplicate key {exc.key!r} (first on line "
+            f"{exc.first_line}): YAML would silently keep only the last one. Fix: merge the two "
+            "into one."
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -778,6 +784,27 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             )
         )
     return _yaml12_floats(data)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, column: int, first_line: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.column, self.first_line = key, line, column, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            mark = key_node.start_mark
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise _DuplicateKey(key, mark.line + 1, mark.column + 1, seen[key])
+            if isinstance(key, typing.Hashable):
+                seen[key] = mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

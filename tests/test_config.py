@@ -237,6 +237,21 @@ def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
     assert "invalid YAML" in str(info.value)
 
 
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys: a second `training:` would silently drop the
+    first section's options."""
+    path = write(
+        tmp_path,
+        "model: {family: llava}\ndata: {dataset: d}\ntraining:\n  epochs: 1\n"
+        "  learning_rate: 1e-4\ntraining:\n  epochs: 2\n",
+    )
+    with pytest.raises(OptionsError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:6:1: duplicate key 'training' (first on line 3)")
+    assert "Fix:" in message
+
+
 def test_non_mapping_and_missing_files(tmp_path):
     with pytest.raises(OptionsError, match="must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
