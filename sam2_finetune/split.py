@@ -503,6 +503,21 @@ def check_leakage(
                     "--to hf` and split that",
                 )
             )
+        # Through the indices mapping (a selected split), not the whole underlying table.
+        placing = part.select_columns(["video_id", "frame_index"]).with_format("arrow")
+        nulls = dict.fromkeys(("video_id", "frame_index"), 0)
+        for batch in placing.iter(batch_size=65536):
+            for column in nulls:
+                nulls[column] += batch.column(column).null_count
+        if any(nulls.values()):
+            raise DatasetError(
+                describe(
+                    f"split {name!r} has rows that cannot be placed in a video: "
+                    + ", ".join(f"{k} row(s) without {c}" for c, k in nulls.items() if k),
+                    file=folder,
+                    fix="fill video_id and frame_index in every row, or drop those rows",
+                )
+            )
     parts = [(name, _read_rows(part, [], with_objects=False)) for name, part in source.items()]
     rows = _concat_rows([r for _, r in parts], [])
     assign = np.concatenate([np.full(len(r), s, dtype=int) for s, (_, r) in enumerate(parts)])

@@ -906,3 +906,20 @@ def test_every_strategy_leaves_the_global_rngs_alone(tmp_path, strategy):
         assert (np.random.get_state()[1] == before[1]).all()
         manifests.append((tmp_path / f"s{global_seed}" / MANIFEST_NAME).read_bytes())
     assert manifests[0] == manifests[1]
+
+
+def test_leakage_checker_refuses_frames_it_cannot_place(tmp_path):
+    parts = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"video_id": ["a", "a"], "frame_index": [0, 6]}),
+            "test": datasets.Dataset.from_dict(
+                {"video_id": ["a", None], "frame_index": [12, None]}
+            ),
+        }
+    )
+    with pytest.raises(DatasetError, match=r"split 'test'.*1 row\(s\) without video_id"):
+        check_leakage(parts)
+    # Counted in the split's own rows, not in the table a selection shares with others.
+    pooled = datasets.Dataset.from_dict({"video_id": ["a", None, "b"], "frame_index": [0, 1, 0]})
+    clean = datasets.DatasetDict({"x": pooled.select([0]), "y": pooled.select([2])})
+    assert check_leakage(clean).ok
