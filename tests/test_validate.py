@@ -889,3 +889,14 @@ def test_a_blank_label_is_flagged_and_kept_out_of_the_relabel_map(tmp_path):
     # convert refuses a blank key: the map must still load.
     assert report.relabel == {}
     assert load_label_map(tmp_path / "r_relabel.json").mapping == {}
+
+
+def test_a_timestamp_that_is_no_number_disagrees(tmp_path):
+    frames = scene()
+    frames[3]["timestamp_sec"] = "0.6"
+    frames[5]["timestamp_sec"] = float("nan")
+    fired = [f for f in run(tmp_path, frames) if f.code == "timestamp-mismatch"]
+    assert [(f.frame_index, f.message) for f in fired] == [
+        (18, "timestamp_sec is not a number"),
+        (30, "timestamp_sec is not a number"),
+    ]

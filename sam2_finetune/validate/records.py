@@ -212,7 +212,9 @@ def _export_frames(export: Export) -> Iterator[FrameRecord]:
             for obj, raw_obj in zip(frame.objects, raw_objects, strict=True)
         )
         timestamp = raw.get("timestamp_sec")
-        stated = float(timestamp) if isinstance(timestamp, (int, float)) else None
+        stated = float(timestamp) if type(timestamp) in (int, float) else None
+        if timestamp is not None and (stated is None or not math.isfinite(stated)):
+            stated = math.nan  # written but no time ("0.6", NaN): timestamp-mismatch says so
         yield FrameRecord(index, stated, width, height, *image, objects)
 
 

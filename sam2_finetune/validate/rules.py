@@ -459,9 +459,13 @@ def frame_order(video: VideoRecord, tally: Tally, options: ValidateOptions) -> I
 
 def timestamp_mismatch(video: VideoRecord, tally: Tally, options: ValidateOptions) -> Iterator[Hit]:
     """Timestamps that disagree with ``frame_index / fps``: one finding when they follow another
-    frame rate throughout, else one per disagreeing frame."""
+    frame rate throughout, else one per disagreeing frame; one per timestamp that is written but
+    is no finite number (NaN marks them in the records)."""
     index = np.frombuffer(tally.timestamps_index, dtype=np.int64)
     stamps = np.frombuffer(tally.timestamps_sec, dtype=np.float64)
+    for i in np.flatnonzero(~np.isfinite(stamps)):
+        yield Hit("timestamp_sec is not a number", frame_index=int(index[i]))
+    index, stamps = index[np.isfinite(stamps)], stamps[np.isfinite(stamps)]
     usable = (stamps > 0) & (index > 0)
     if index.size < 2 or not usable.any():
         return
