@@ -478,6 +478,10 @@ def test_masks_are_never_decoded(tmp_path, monkeypatch):
     monkeypatch.setattr("sam2_finetune.masks.rle_decode", refuse)
     frames = _edit(scene(), 6, 1, **obj(1, "car", (200, 20, 40, 30)))
     assert "track-jump" in codes(run(tmp_path, frames))
+    # A converted dataset's masks too: areas and boxes from the compressed RLEs.
+    path, raw = write_export(tmp_path / "d", frames)
+    hf = dataset_from_export(path, raw, tmp_path / "hf")
+    assert "track-jump" in codes(validate(ValidateOptions(inputs=[hf])).findings)
 
 
 def test_no_torch_import(tmp_path):
