@@ -4,7 +4,8 @@ Each stage declares its options once, as a pydantic model (field types, defaults
 bounds). This module turns such a model into an ``argparse`` parser, so a flag exists exactly
 where the Python API's option does and cannot drift from it:
 
-- ``list[...]`` fields take several values (``--ratios 0.8 0.1 0.1``; positional ``EXPORT...``),
+- ``list[...]`` fields take several values (``--ratios 0.8 0.1 0.1``; positional ``EXPORT...``);
+  a repeated flag adds to them,
 - ``bool`` fields become ``--flag / --no-flag``, ``Literal`` fields get ``choices``,
 - nested models become dotted flags (``--training.learning_rate 1e-4``),
 - a field marked ``json_schema_extra={"positional": True}`` is positional; written after a
@@ -37,7 +38,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
@@ -123,6 +124,8 @@ def add_model_arguments(
             group.add_argument(dest, **kwargs)
             continue
         flag = "--" + (prefix + flag_name).replace("_", "-")
+        if kwargs.get("nargs") == "+":
+            kwargs["action"] = "extend"  # `--set a=1 --set b=2` keeps both, not only the last
         group.add_argument(flag, dest=dest, **kwargs)
 
 
@@ -310,9 +313,26 @@ def _load(target: str) -> Callable[[Any], int | None]:
     return getattr(importlib.import_module(module_name), function_name)
 
 
+# Stages of the pipeline that have no command yet: named so that users get a plain answer.
+NOT_BUILT = ("train", "evaluate", "predict", "export")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's one-message errors instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if "arguments are required" in message:
+            hint = (
+                " (if a multi-value option such as --frames came just before, it took them:"
+                " put positional arguments first, or end the option's values with --)"
+            )
+        self.exit(2, f"error: {self.prog}: {message}{hint}. Fix: see `{self.prog} --help`.\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s module is imported to build its options."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sam2-finetune",
         description="Turn SAM2 video-annotation exports into fine-tuned vision-language models.",
     )
@@ -337,6 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sam2-finetune`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command in NOT_BUILT:
+        print(
+            f"error: sam2-finetune {command}: the {command} stage is not built yet. Fix: see the "
+            "stage table in README.md; `sam2-finetune --help` lists the commands that exist.",
+            file=sys.stderr,
+        )
+        return 2
     if command not in COMMANDS:
         command = None
     try:

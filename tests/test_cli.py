@@ -193,3 +193,24 @@ def test_a_value_outside_a_literal_is_an_invalid_choice(argv, capsys):
 def test_tuple_length_is_checked_by_the_model():
     with pytest.raises(OptionsError, match="frame"):
         _parse_kinds(["--frame", "1", "2", "3"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["convert", "x.zip", "--to", "yolo", "--out", "o"], "invalid choice: 'yolo'"),
+        (["trian"], "invalid choice: 'trian'"),
+        (["info", "--frames", "f"], "put positional arguments first"),
+        (["train"], "the train stage is not built yet"),
+    ],
+)
+def test_usage_errors_are_one_message(argv, expected, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors exit; ours return the status
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert err.startswith("error: sam2-finetune") and err.count("\n") == 1
+    assert "usage:" not in err
