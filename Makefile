@@ -20,7 +20,10 @@ STRATEGY ?= temporal
 RATIOS   ?= 0.8 0.1 0.1
 SEED     ?= 42
 CONFIG   ?= presets/quick_test.yaml
+FRAMES   ?=
 ARGS     ?=
+# Raw frames replacing overlays: FRAMES="dir_or_video ..." (one per export) or EXPORT=PATH pairs.
+FRAMES_ARG = $(if $(FRAMES),--frames $(FRAMES) --)
 
 .PHONY: setup demo test test-fast lint format info convert validate split leakage train evaluate \
         export models check tiny-model bench clean
@@ -54,13 +57,13 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 info: setup
-	$(CLI) info $(EXPORTS) $(ARGS)
+	$(CLI) info $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
 convert: setup
-	$(CLI) convert $(EXPORTS) --to $(TO) --out $(OUT) $(ARGS)
+	$(CLI) convert --to $(TO) --out $(OUT) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
 validate: setup
-	$(CLI) validate $(EXPORTS) --report $(REPORT) $(ARGS)
+	$(CLI) validate --report $(REPORT) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
 split: setup
 	$(CLI) split $(DATASET) --strategy $(STRATEGY) --ratios $(RATIOS) --seed $(SEED) --out $(OUT) $(ARGS)
