@@ -271,6 +271,14 @@ def test_set_may_come_before_or_after_the_config(argv, capsys):
     assert "Traceback" not in err
 
 
+def test_set_repeated_adds_up_instead_of_keeping_the_last(capsys):
+    argv = ["check", "--set", "training.learning_rate=5", "quick_test"]
+    assert main([*argv, "--set", "model.lora_rank=0", "data.max_length=1"]) == 2
+    err = capsys.readouterr().err
+    assert "+ 3 override(s): 3 invalid option(s)" in err
+    assert "training.learning_rate" in err and "model.lora_rank" in err and "max_length" in err
+
+
 def test_several_wrong_fields_on_the_command_line_are_reported_together(capsys):
     argv = [
         "check",
