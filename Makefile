@@ -10,11 +10,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-# Stage variables (override on the command line).
+# Stage variables (override on the command line). Defaults chain the stages:
+# convert -> data/$(TO), split data/hf -> data/split, leakage data/split.
 EXPORTS  ?= $(wildcard sample_data/*.zip)
-OUT      ?= data/out
 TO       ?= hf
-DATASET  ?= data/hf
 REPORT   ?= data/report.md
 STRATEGY ?= temporal
 RATIOS   ?= 0.8 0.1 0.1
@@ -60,16 +59,17 @@ info: setup
 	$(CLI) info $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
 convert: setup
-	$(CLI) convert --to $(TO) --out $(OUT) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
+	$(CLI) convert --to $(TO) --out $(or $(OUT),data/$(TO)) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
 validate: setup
 	$(CLI) validate --report $(REPORT) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
 split: setup
-	$(CLI) split $(DATASET) --strategy $(STRATEGY) --ratios $(RATIOS) --seed $(SEED) --out $(OUT) $(ARGS)
+	$(CLI) split $(or $(DATASET),data/hf) --out $(or $(OUT),data/split) --strategy $(STRATEGY) \
+		--seed $(SEED) $(ARGS) --ratios $(RATIOS)
 
 leakage: setup
-	$(CLI) leakage $(DATASET) $(ARGS)
+	$(CLI) leakage $(or $(DATASET),data/split) $(ARGS)
 
 models: setup
 	$(CLI) models $(ARGS)
@@ -79,7 +79,7 @@ check: setup
 
 FAMILY ?= smolvlm
 tiny-model: setup
-	$(CLI) tiny-model $(FAMILY) --out $(OUT) $(ARGS)
+	$(CLI) tiny-model $(FAMILY) --out $(or $(OUT),data/tiny-$(FAMILY)) $(ARGS)
 
 # Not built yet: say so plainly instead of failing somewhere inside the CLI.
 train evaluate export:
