@@ -7,7 +7,6 @@ the CLI and notebooks call, and the run ends with a printed summary. Nothing is 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     from sam2_finetune.validate import ValidateOptions, validate
-    from sam2_finetune.validate.report import summary_text
+    from sam2_finetune.validate.report import relabel_path, summary_text
 
     print("\n== 2. validate: sam2-finetune validate (exports)")
     report = validate(
@@ -60,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(summary_text(report))
-    label_map = out / "label_map.json"
-    label_map.write_text(json.dumps(report.relabel, indent=2, sort_keys=True) + "\n")
+    # validate writes its suggested relabel map beside the report, ready for convert.
+    label_map = relabel_path(out / "validate" / "report.md")
     summary.append(
         f"validate  {report.status}: {report.counts['error']} errors, "
         f"{report.counts['warning']} warnings; relabel map {report.relabel} -> {label_map}"
