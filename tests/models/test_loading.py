@@ -21,30 +21,9 @@ from sam2_finetune.models.loading import (  # noqa: E402
     load_processor,
     quantization_config,
 )
-from sam2_finetune.models.tiny import REMOTE_CODE_FAMILIES, TINY_FAMILIES, build_tiny_model  # noqa: E402
+from sam2_finetune.models.tiny import REMOTE_CODE_FAMILIES, TINY_FAMILIES  # noqa: E402
 
 FAMILIES = list(TINY_FAMILIES)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-loading")
-    built: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in built:
-            built[family] = build_tiny_model(family, root / family)
-        return built[family]
-
-    return get
 
 
 def _as_published_checkpoint(tiny: Path, out: Path) -> Path:

@@ -6,6 +6,7 @@ import pytest
 from sam2_finetune.answer_formats import ANSWER_FORMATS
 from sam2_finetune.cli import main
 from sam2_finetune.errors import ModelError
+from sam2_finetune.models.architecture import VISION_INPUT, full_size_config
 from sam2_finetune.models.registry import (
     CHECKPOINT_FAMILY,
     FAMILIES,
@@ -187,85 +188,9 @@ def test_models_table_estimates_grow_with_batch():
 
 # --- Against the installed transformers (slow: imports it) --------------------------------
 
-# Per checkpoint: vision image size and patch size (the only numbers the table does not hold).
-_VISION_INPUT = {
-    "llava-hf/llava-1.5-7b-hf": (336, 14),
-    "Qwen/Qwen2-VL-2B-Instruct": (None, 14),
-    "Qwen/Qwen2.5-VL-7B-Instruct": (None, 14),
-    "HuggingFaceM4/Idefics3-8B-Llama3": (364, 14),
-    "HuggingFaceTB/SmolVLM-256M-Instruct": (512, 16),
-    "HuggingFaceTB/SmolVLM2-256M-Video-Instruct": (512, 16),
-    "google/paligemma2-3b-pt-224": (224, 14),
-    "google/paligemma2-3b-pt-448": (448, 14),
-    "google/gemma-3-4b-it": (896, 14),
-}
-
-
-def _hf_config(family_name, checkpoint):
-    import transformers as T
-
-    a = checkpoint.architecture
-    image_size, patch = _VISION_INPUT[checkpoint.name]
-    text = {
-        "hidden_size": a.hidden_size,
-        "intermediate_size": a.intermediate_size,
-        "num_hidden_layers": a.num_layers,
-        "num_attention_heads": a.num_attention_heads,
-        "num_key_value_heads": a.num_kv_heads,
-        "vocab_size": a.vocab_size,
-    }
-    vision = {
-        "hidden_size": a.vision_hidden_size,
-        "intermediate_size": a.vision_intermediate_size,
-        "num_hidden_layers": a.vision_num_layers,
-        "num_attention_heads": 16 if a.vision_hidden_size > 768 else 12,
-        "patch_size": patch,
-        "image_size": image_size,
-    }
-    tie = a.tied_embeddings
-    if family_name == "llava":
-        return T.LlavaConfig(
-            text_config=T.LlamaConfig(**text),
-            vision_config=T.CLIPVisionConfig(**vision),
-            tie_word_embeddings=tie,
-        )
-    if family_name in ("qwen2_vl", "qwen2_5_vl"):
-        merged = {"depth": a.vision_num_layers, "num_heads": 16}
-        if family_name == "qwen2_vl":
-            merged |= {"embed_dim": a.vision_hidden_size, "hidden_size": a.hidden_size}
-            cls = T.Qwen2VLConfig
-        else:
-            merged |= {
-                "hidden_size": a.vision_hidden_size,
-                "intermediate_size": a.vision_intermediate_size,
-                "out_hidden_size": a.hidden_size,
-            }
-            cls = T.Qwen2_5_VLConfig
-        return cls(text_config=text, vision_config=merged, tie_word_embeddings=tie)
-    if family_name in ("idefics3", "smolvlm"):
-        cls = T.Idefics3Config if family_name == "idefics3" else T.SmolVLMConfig
-        return cls(
-            text_config=T.LlamaConfig(**text, tie_word_embeddings=tie),
-            vision_config=vision,
-            scale_factor=int(a.patches_per_image_token**0.5),
-            tie_word_embeddings=tie,
-        )
-    siglip = T.SiglipVisionConfig(**vision, vision_use_head=False, projection_dim=a.hidden_size)
-    if family_name == "paligemma":
-        return T.PaliGemmaConfig(
-            text_config=T.Gemma2Config(**text, head_dim=a.head_dim),
-            vision_config=siglip,
-            projection_dim=a.hidden_size,
-            hidden_size=a.hidden_size,
-        )
-    assert family_name == "gemma3"
-    return T.Gemma3Config(
-        text_config=T.Gemma3TextConfig(**text, head_dim=a.head_dim), vision_config=siglip
-    )
-
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(_VISION_INPUT))
+@pytest.mark.parametrize("name", list(VISION_INPUT))
 def test_parameter_counts_match_transformers_on_the_meta_device(name):
     import torch
     from transformers import AutoModelForImageTextToText
@@ -273,7 +198,7 @@ def test_parameter_counts_match_transformers_on_the_meta_device(name):
     family = CHECKPOINT_FAMILY[name]
     checkpoint = get_checkpoint(name)
     with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(_hf_config(family, checkpoint))
+        model = AutoModelForImageTextToText.from_config(full_size_config(name))
     total = sum(p.numel() for p in model.parameters())
     assert total == checkpoint.architecture.parameters
     prefixes = FAMILIES[family].vision_modules + FAMILIES[family].projector_modules
@@ -316,3 +241,9 @@ def test_image_token_rules_match_the_image_processors(size):
         )
         patches, _, _ = processor.get_number_of_image_patches(height, width)
         assert image_tokens(rule, width, height) == max(patches, 1) * rule.tokens
+
+
+def test_remote_code_checkpoints_have_no_offline_architecture():
+    remote = next(name for name, family in CHECKPOINT_FAMILY.items() if family == "cogvlm")
+    with pytest.raises(ModelError, match="remote-code family cogvlm"):
+        full_size_config(remote)
