@@ -350,3 +350,33 @@ def zip_bomb(path: Path, members: int = 2, mebibytes: int = 4000) -> Path:
 def forged_size_zip(path: Path, mebibytes: int = 256) -> Path:
     """annotations.json declared as 100 bytes, its data inflating to ``mebibytes`` MiB."""
     return write_raw_zip(path, [RawMember("annotations.json", deflated_zeros(mebibytes), 100, 0)])
+
+
+# --- Model tests -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices: with 2 threads on 2 shared cores a step is ~10x slower than with 1."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """family -> a tiny model folder built once per session (lazily, as tests ask)."""
+    from sam2_finetune.models.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_model(family, root / family)
+        return built[family]
+
+    return get

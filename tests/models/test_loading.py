@@ -23,6 +23,8 @@ from sam2_finetune.models.loading import (  # noqa: E402
 )
 from sam2_finetune.models.tiny import REMOTE_CODE_FAMILIES, TINY_FAMILIES  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAMILIES = list(TINY_FAMILIES)
 
 

@@ -26,6 +26,8 @@ from sam2_finetune.models.tiny import (  # noqa: E402
     resolve_checkpoint,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FAMILIES = list(TINY_FAMILIES)
 ANSWER = '[{"label": "car", "bbox_2d": [12, 34, 560, 780]}]'
 
