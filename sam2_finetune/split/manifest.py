@@ -1,0 +1,129 @@
+"""The split manifest: the kept test set read back from a previous one, and the per-class
+distribution and stratification bound it records."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.split.frames import _Rows
+from sam2_finetune.split.options import RARE_CLASS_FRAMES, SPLIT_NAMES, STRATIFY_TOLERANCE
+
+MANIFEST_NAME = "split_manifest.json"
+MANIFEST_VERSION = 1
+
+
+def _read_test_ids(path: Path) -> list[str]:
+    """The test image ids of a previous split manifest (a file or the folder holding it)."""
+    file = path / MANIFEST_NAME if path.is_dir() else path
+    if not file.is_file():
+        raise DatasetError(
+            describe(
+                "no split manifest to keep the test set from",
+                file=file,
+                fix="pass the split_manifest.json of a previous `sam2-finetune split` (or its "
+                "folder) to --keep-test",
+            )
+        )
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+        ids = manifest["splits"]["test"]["image_ids"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # OSError: unreadable; ValueError: not UTF-8 or not JSON; Key/TypeError: other JSON.
+        raise DatasetError(
+            describe(
+                "not a split manifest: its test image ids cannot be read",
+                file=file,
+                field="splits.test.image_ids",
+                expected="a list of image ids",
+                found=f"{type(exc).__name__}: {exc}",
+                fix="pass the split_manifest.json written by `sam2-finetune split`",
+            )
+        ) from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise DatasetError(
+            describe(
+                "the test image ids are not a list of strings",
+                file=file,
+                field="splits.test.image_ids",
+                fix="pass the split_manifest.json written by `sam2-finetune split`",
+            )
+        )
+    if not ids:
+        raise DatasetError(
+            describe(
+                "the manifest's test split is empty: there is no test set to keep",
+                file=file,
+                field="splits.test.image_ids",
+                fix="drop --keep-test, or pass the manifest of a split that has a test set",
+            )
+        )
+    return ids
+
+
+def _round(x: float) -> float:
+    return round(float(x), 6)
+
+
+def _class_distribution(
+    rows: _Rows, assign: np.ndarray, ratios: Sequence[float]
+) -> dict[str, dict[str, Any]]:
+    """Frames showing each class (and its objects) per split, with shares and the worst gap to
+    the ratios, in percentage points."""
+    n_classes, n_splits = len(rows.names), len(SPLIT_NAMES)
+    frames = np.zeros((n_splits, n_classes), dtype=int)
+    objects = np.zeros((n_splits, n_classes), dtype=int)
+    for i in np.flatnonzero(assign >= 0):
+        s = assign[i]
+        for c, n in Counter(rows.categories[i]).items():
+            frames[s, c] += 1
+            objects[s, c] += n
+    result: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(rows.names):
+        total = int(frames[:, c].sum())
+        shares = [frames[s, c] / total if total else 0.0 for s in range(n_splits)]
+        result[name] = {
+            "frames": total,
+            "objects": int(objects[:, c].sum()),
+            "rare": 0 < total < RARE_CLASS_FRAMES,
+            "max_deviation_pp": (
+                _round(100 * max(abs(shares[s] - ratios[s]) for s in range(n_splits)))
+                if total
+                else None
+            ),
+            "splits": {
+                split_name: {
+                    "frames": int(frames[s, c]),
+                    "objects": int(objects[s, c]),
+                    "share": _round(shares[s]),
+                }
+                for s, split_name in enumerate(SPLIT_NAMES)
+            },
+        }
+    return result
+
+
+def _class_bound(distribution: dict[str, dict[str, Any]], promised: bool) -> dict[str, Any]:
+    """What the stratified bound counts, which classes it covers, and whether it held (``met``
+    is None where it was not promised: other strategies, or a kept test set)."""
+    tolerance_pp = 100 * STRATIFY_TOLERANCE
+    held = sorted(name for name, d in distribution.items() if d["frames"] >= RARE_CLASS_FRAMES)
+    return {
+        # The split moves frames, so a class's "instances" are the frames showing it: a frame
+        # with five cars moves five cars at once. Objects are reported, not bounded.
+        "counts": "frames showing the class",
+        "min_frames": RARE_CLASS_FRAMES,
+        "tolerance_pp": tolerance_pp,
+        "classes": held,
+        "met": (
+            all(distribution[n]["max_deviation_pp"] <= tolerance_pp + 1e-6 for n in held)
+            if promised
+            else None
+        ),
+    }
