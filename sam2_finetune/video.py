@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sam2_finetune.errors import ExportError, describe
-from sam2_finetune.ingest import ImageRef
+from sam2_finetune.ingest.records import ImageRef
 
 if TYPE_CHECKING:
     import av.container

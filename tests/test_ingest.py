@@ -51,6 +51,7 @@ from sam2_finetune.ingest import (
     read_exports,
     summarize_export,
 )
+from sam2_finetune.ingest import read as ingest_read
 from sam2_finetune.masks import rle_bbox, rle_decode, rle_encode
 from sam2_finetune.synthetic import TrackSpec, write_export
 
@@ -841,7 +842,7 @@ def test_summary_counts_without_rescaling(make_export, monkeypatch):
     def no_rescaling(*args, **kwargs):
         raise AssertionError("info must not rescale masks")
 
-    monkeypatch.setattr(ingest, "counts_to_rles", no_rescaling)
+    monkeypatch.setattr(ingest_read, "counts_to_rles", no_rescaling)
     (summary,) = info(InfoOptions(exports=[path]))
     assert summary.frames_listed == 3 and summary.frames_with_objects == 2
     assert summary.frames_with_images == 2 and summary.images_are_overlays

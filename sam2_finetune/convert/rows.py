@@ -18,7 +18,7 @@ from typing import Any
 
 from sam2_finetune.dataset import image_id
 from sam2_finetune.errors import ExportError, OptionsError, describe
-from sam2_finetune.ingest import Export, _label_of, _mask_value
+from sam2_finetune.ingest import Export, label_of, mask_value
 from sam2_finetune.masks import decode_compressed_counts, parse_counts
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +162,8 @@ def dataset_labels(exports: Sequence[Export], label_map: LabelMap) -> tuple[list
                     continue
                 # Named and read exactly as ingest does (numeric labels become strings, unnamed
                 # objects object_<id>): a label missing here would have no category in iter_rows.
-                label = _label_of(obj, obj.get("object_id"))
-                if label not in typed and _mask_is_visible(_mask_value(obj)):
+                label = label_of(obj, obj.get("object_id"))
+                if label not in typed and _mask_is_visible(mask_value(obj)):
                     typed.add(label)
     mapped = {label_map(x) for x in typed}
     return sorted(x for x in mapped if x is not None), sorted(typed)
