@@ -860,3 +860,17 @@ def test_raw_frames_from_the_source_video(tmp_path):
     assert result.rows == len(listed) and result.overlay_rows == 0
     images = sorted((tmp_path / "c" / "images").rglob("*.png"))
     assert len(images) == len(listed)
+
+
+def test_drop_broken_leaves_out_only_the_unreadable_object(tmp_path):
+    broken = _export_with_a_broken_mask(tmp_path)
+    with pytest.raises(ExportError, match="convert with --drop-broken"):
+        convert(ConvertOptions(exports=[broken], to="hf", out=tmp_path / "strict"))
+    kept = convert(ConvertOptions(exports=[EXPORTS[1]], to="hf", out=tmp_path / "whole"))
+    result = convert(
+        ConvertOptions(exports=[broken], to="hf", out=tmp_path / "lenient", drop_broken=True)
+    )
+    assert result.objects_dropped_broken == 1
+    assert result.rows == kept.rows
+    assert result.objects == kept.objects - 1
+    assert any("--drop-broken" in w and "kitchen_broken.zip" in w for w in result.warnings)

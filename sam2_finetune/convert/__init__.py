@@ -107,6 +107,11 @@ class ConvertOptions(BaseModel):
         min_length=1,
         description="Dataset name in LLaMA-Factory's dataset_info.json (sharegpt).",
     )
+    drop_broken: bool = Field(
+        False,
+        description="Leave out objects whose mask cannot be read (counted in a warning) instead "
+        "of stopping at the first one.",
+    )
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
 
 
@@ -129,6 +134,7 @@ class ConvertResult:
     seconds: float
     polygon_fidelity: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    objects_dropped_broken: int = 0  # objects with an unreadable mask, left out (--drop-broken)
 
 
 def _check_chat_options(options: ConvertOptions) -> None:
@@ -178,7 +184,7 @@ def convert(options: ConvertOptions) -> ConvertResult:
     sources = frame_sources(options.exports, options.frames)
     _check_inputs_outside_out(options, [*options.exports, *(s for s in sources or () if s)])
     label_map = load_label_map(options.label_map, options.normalize_labels)
-    exports = read_exports(options.exports, frames=sources)
+    exports = read_exports(options.exports, frames=sources, strict=not options.drop_broken)
     try:
         return _convert(options, exports, label_map, started)
     finally:
@@ -246,6 +252,11 @@ def _convert(
             f"drawn in, which leaks the answer into the input) from {', '.join(overlay_videos)}. "
             "Pass the raw frames or the video with --frames to train on clean images."
         )
+    if stats.broken_objects:
+        warnings.append(
+            f"{len(stats.broken_objects)} object(s) with a mask that cannot be read were left out "
+            f"(--drop-broken); the first: {stats.broken_objects[0]}"
+        )
     unused = label_map.unused_keys(typed)
     if unused:
         warnings.append(f"label map entries that matched no label: {', '.join(unused)}")
@@ -265,6 +276,7 @@ def _convert(
         skipped_no_image=stats.skipped_no_image,
         skipped_no_objects=stats.skipped_no_objects,
         objects_dropped_by_label_map=stats.objects_dropped_by_label_map,
+        objects_dropped_broken=len(stats.broken_objects),
         seconds=time.perf_counter() - started,
         polygon_fidelity=polygon_fidelity,
         warnings=warnings,

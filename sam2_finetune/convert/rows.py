@@ -186,6 +186,7 @@ class RowStats:
     skipped_no_image: int = 0
     skipped_no_objects: int = 0
     objects_dropped_by_label_map: int = 0
+    broken_objects: list[str] = field(default_factory=list)  # messages, with --drop-broken
     labels_used: set[str] = field(default_factory=set)
 
 
@@ -261,6 +262,8 @@ def iter_rows(
                     )
                 )
             seen.add(index)
+            # Only read leniently (convert --drop-broken): objects whose mask cannot be read.
+            stats.broken_objects.extend(o.error for o in frame.objects if o.error)
             ref = frame.image
             if ref is None:
                 stats.skipped_no_image += 1

@@ -630,8 +630,9 @@ def _object_or_counts(
             field=next((k for k in _MASK_KEYS if k in obj), "mask_rle"),
             expected=exc.expected,
             found=exc.found,
-            fix="drop this object or re-export the video; `sam2-finetune validate` lists "
-            "every broken mask",
+            fix="re-export the video, delete this object from annotations.json, or convert with "
+            "--drop-broken to leave such objects out; `sam2-finetune validate` lists every "
+            "broken mask",
         )
         if strict:
             raise MaskError(message) from None

@@ -229,9 +229,10 @@ def recommendations(
                 {(f.source, f.video_id, f.frame_index) for f in findings if f.code == code}
             )
             text += (
-                f" `convert` stops at a broken mask: delete these {n} object(s) in {frames} "
-                "frame(s) from annotations.json (the JSON report lists each video, frame_index "
-                "and object_id), or re-export the video."
+                f" `convert` stops at a broken mask: pass `--drop-broken` to leave these {n} "
+                f"object(s) in {frames} frame(s) out, or delete them from annotations.json (the "
+                "JSON report lists each video, frame_index and object_id), or re-export the "
+                "video."
             )
         out.append(text)
     if relabel:
