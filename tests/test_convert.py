@@ -874,3 +874,17 @@ def test_drop_broken_leaves_out_only_the_unreadable_object(tmp_path):
     assert result.rows == kept.rows
     assert result.objects == kept.objects - 1
     assert any("--drop-broken" in w and "kitchen_broken.zip" in w for w in result.warnings)
+
+
+def test_chat_options_are_checked_and_flagged_for_every_output(tmp_path):
+    with pytest.raises(OptionsError, match="bogus"):
+        convert(
+            ConvertOptions(exports=[EXPORTS[1]], to="hf", out=tmp_path / "a", tasks=["bogus=1"])
+        )
+    assert not (tmp_path / "a").exists()
+    result = convert(
+        ConvertOptions(exports=[EXPORTS[1]], to="coco", out=tmp_path / "b", tasks=["detect"])
+    )
+    assert any("--tasks" in w and "ignored for --to coco" in w for w in result.warnings)
+    plain = convert(ConvertOptions(exports=[EXPORTS[1]], to="hf", out=tmp_path / "c"))
+    assert not any("ignored" in w for w in plain.warnings)

@@ -179,8 +179,8 @@ def convert(options: ConvertOptions) -> ConvertResult:
     """
     started = time.perf_counter()
     ensure_writable(options.out, options.overwrite)
-    if options.to in ("llava", "sharegpt"):
-        _check_chat_options(options)
+    # Checked for every output: a typo in --tasks must not pass silently because --to is hf.
+    _check_chat_options(options)
     sources = frame_sources(options.exports, options.frames)
     _check_inputs_outside_out(options, [*options.exports, *(s for s in sources or () if s)])
     label_map = load_label_map(options.label_map, options.normalize_labels)
@@ -245,6 +245,14 @@ def _convert(
                 )
             )
     warnings = []
+    chat_only = {"answer_format", "tasks", "examples_per_frame", "negative_rate"}
+    ignored = sorted(chat_only & options.model_fields_set) if options.to in ("hf", "coco") else []
+    if ignored:
+        warnings.append(
+            f"{', '.join('--' + o.replace('_', '-') for o in ignored)} only shape(s) the "
+            f"llava/sharegpt outputs and were ignored for --to {options.to} (the canonical "
+            "dataset stays format-free; the training collator applies them)"
+        )
     overlay_videos = [e.video.video_id for e in exports if e.image_kind == "overlay"]
     if overlay_videos and stats.overlay_rows:
         warnings.append(
@@ -288,7 +296,7 @@ def convert_command(options: ConvertOptions) -> int:
     result = convert(options)
     print(
         f"wrote {result.rows} rows ({result.objects} objects, {len(result.labels)} labels, "
-        f"{len(result.videos)} videos) as {result.to} to {result.out} in {result.seconds:.1f} s"
+        f"{len(result.videos)} video(s)) as {result.to} to {result.out} in {result.seconds:.1f} s"
     )
     print(
         f"  skipped {result.skipped_no_image} frames without an image and "
