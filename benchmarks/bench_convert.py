@@ -89,7 +89,7 @@ def main() -> None:
         print(json.dumps(_child(Path(args.child[0]), Path(args.child[1]))))
         return
 
-    from sam2_finetune.synthetic import write_large_export
+    from sam2_finetune.testing.synthetic import write_large_export
 
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
         work = Path(tmp)

@@ -215,7 +215,7 @@ def main() -> None:
         print(json.dumps(memory_child(args.memory_child)))
         return
 
-    from sam2_finetune.synthetic import write_large_export
+    from sam2_finetune.testing.synthetic import write_large_export
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
     folder.mkdir(parents=True, exist_ok=True)

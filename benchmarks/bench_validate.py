@@ -92,7 +92,7 @@ def main() -> None:
         print(json.dumps(_child(kind, Path(path), Path(work))))
         return
 
-    from sam2_finetune.synthetic import write_large_export
+    from sam2_finetune.testing.synthetic import write_large_export
 
     with tempfile.TemporaryDirectory(prefix="bench_validate_") as tmp:
         work = Path(tmp)

@@ -69,7 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.models.registry:models_command",
         "List supported model families with memory estimates.",
     ),
-    "check": ("sam2_finetune.hardware:check_command", "Check hardware against a training config."),
+    "check": (
+        "sam2_finetune.train.check:check_command",
+        "Check hardware against a training config.",
+    ),
     "tiny-model": (
         "sam2_finetune.models.tiny:tiny_model_command",
         "Build a tiny random offline model of a family (for tests and demos).",

@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_models_table(models_table(models), models))
 
     print("\n== 6. config + hardware check: quick_test preset (sam2-finetune check)")
-    from sam2_finetune.config import load_config
-    from sam2_finetune.hardware import check_config, format_report, gather_hardware_facts
+    from sam2_finetune.train.check import check_config, format_report, gather_hardware_facts
+    from sam2_finetune.train.config import load_config
 
     config = load_config(
         preset="quick_test",

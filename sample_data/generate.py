@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sam2_finetune.synthetic import TrackSpec, write_export
+from sam2_finetune.testing.synthetic import TrackSpec, write_export
 
 HERE = Path(__file__).resolve().parent
 

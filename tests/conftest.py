@@ -1,7 +1,7 @@
 """Shared test helpers: crafted SAM2 exports and hostile ZIP archives, built in milliseconds.
 
 ``make_export`` writes an export with exactly the JSON, members and layout a test asks for (the
-realistic scenes come from :mod:`sam2_finetune.synthetic`). ``write_raw_zip`` writes ZIP
+realistic scenes come from :mod:`sam2_finetune.testing.synthetic`). ``write_raw_zip`` writes ZIP
 structures byte by byte, so that tests can forge what ``zipfile`` refuses to write: declared
 sizes that lie, entries sharing their data, gigabytes of zeros deflated without computing them.
 """

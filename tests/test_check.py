@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from sam2_finetune.cli import main
-from sam2_finetune.config import load_config
-from sam2_finetune.hardware import (
+from sam2_finetune.train.check import (
     CheckReport,
     GpuFacts,
     HardwareFacts,
@@ -19,6 +18,7 @@ from sam2_finetune.hardware import (
     format_report,
     resolve_precision,
 )
+from sam2_finetune.train.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 GIB = 2**30

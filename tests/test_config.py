@@ -7,9 +7,12 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from sam2_finetune import config as config_module
 from sam2_finetune.answer_formats import ANSWER_FORMATS, TASKS
-from sam2_finetune.config import (
+from sam2_finetune.errors import OptionsError
+from sam2_finetune.models.memory import OPTIMIZER_BYTES_PER_PARAMETER, estimate_memory
+from sam2_finetune.models.registry import FAMILIES, image_tokens
+from sam2_finetune.train import config as config_module
+from sam2_finetune.train.config import (
     PRESETS_DIR,
     TrainConfig,
     allowed_values,
@@ -21,10 +24,8 @@ from sam2_finetune.config import (
     save_resolved_config,
     validate_config,
 )
-from sam2_finetune.errors import OptionsError
-from sam2_finetune.models.memory import OPTIMIZER_BYTES_PER_PARAMETER, estimate_memory
-from sam2_finetune.models.registry import FAMILIES, image_tokens
 
+ROOT = Path(__file__).resolve().parent.parent
 PRESET_FILES = sorted(PRESETS_DIR.rglob("*.yaml"))
 PRESETS = [p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESET_FILES]
 
@@ -80,7 +81,7 @@ def test_quick_test_is_a_tiny_offline_cpu_run_on_sample_data():
     assert config.model.checkpoint.startswith("tiny:") and family in TINY_FAMILIES
     assert config.hardware.device == "cpu" and config.model.quantization == "none"
     assert config.data.dataset == Path("sample_data")
-    assert (PRESETS_DIR.parent / "sample_data").is_dir()
+    assert (ROOT / "sample_data").is_dir()
     assert config.training.max_steps is not None and config.training.max_steps <= 50
 
 
@@ -488,7 +489,7 @@ def _docs_default(info) -> str:
 def test_docs_option_tables_match_the_model(section):
     """docs/config.md's option tables are what the model accepts: no option missing, renamed,
     or documented with a stale default, range or description."""
-    text = (PRESETS_DIR.parent / "docs" / "config.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
     block = re.search(rf"### `{section}`\n\n(.*?)(?:\n\n|\Z)", text, re.S)
     assert block, f"docs/config.md has no table for {section}"
     rows = [

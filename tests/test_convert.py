@@ -19,7 +19,7 @@ from sam2_finetune.convert.rows import LabelMap, load_label_map, normalize_label
 from sam2_finetune.errors import DatasetError, ExportError, OptionsError, OutputExistsError
 from sam2_finetune.ingest import frame_sources
 from sam2_finetune.masks import parse_counts, rle_bbox, rle_decode
-from sam2_finetune.synthetic import TrackSpec, write_export
+from sam2_finetune.testing.synthetic import TrackSpec, write_export
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"

@@ -53,7 +53,7 @@ from sam2_finetune.ingest import (
 )
 from sam2_finetune.ingest import read as ingest_read
 from sam2_finetune.masks import rle_bbox, rle_decode, rle_encode
-from sam2_finetune.synthetic import TrackSpec, write_export
+from sam2_finetune.testing.synthetic import TrackSpec, write_export
 
 
 def nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:

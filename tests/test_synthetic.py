@@ -15,7 +15,7 @@ from pycocotools import mask as coco_mask
 
 from sam2_finetune.ingest import read_export
 from sam2_finetune.masks import encode_counts, parse_counts, rle_decode
-from sam2_finetune.synthetic import (
+from sam2_finetune.testing.synthetic import (
     TrackSpec,
     sam2_count_string,
     sampled_frame_indices,

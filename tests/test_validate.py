@@ -19,7 +19,7 @@ from PIL import Image
 from sam2_finetune.cli import main
 from sam2_finetune.errors import ExportError, OutputExistsError
 from sam2_finetune.masks import rle_encode
-from sam2_finetune.synthetic import sam2_count_string
+from sam2_finetune.testing.synthetic import sam2_count_string
 from sam2_finetune.validate import RULES, Finding, ValidateOptions, validate
 from sam2_finetune.validate.rules import box_iou, variant_groups
 

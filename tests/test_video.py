@@ -12,7 +12,7 @@ from PIL import Image
 
 from sam2_finetune.errors import ExportError
 from sam2_finetune.ingest import read_export
-from sam2_finetune.synthetic import TrackSpec, write_export, write_raw_video
+from sam2_finetune.testing.synthetic import TrackSpec, write_export, write_raw_video
 
 av = pytest.importorskip("av")
 
@@ -42,7 +42,7 @@ def video(request, tmp_path) -> Path:
 
 
 def test_frames_by_index_in_any_order(video):
-    from sam2_finetune.video import video_frame_refs
+    from sam2_finetune.ingest.video import video_frame_refs
 
     indices = [0, 6, 12, 30, 59]
     refs = video_frame_refs(video, indices)
@@ -55,14 +55,14 @@ def test_frames_by_index_in_any_order(video):
 
 
 def test_too_short_video(video):
-    from sam2_finetune.video import video_frame_refs
+    from sam2_finetune.ingest.video import video_frame_refs
 
     with pytest.raises(ExportError, match=r"at least 61 frames, found 60 frames"):
         video_frame_refs(video, [0, 30, 60])
 
 
 def test_not_a_video(tmp_path):
-    from sam2_finetune.video import video_frame_refs
+    from sam2_finetune.ingest.video import video_frame_refs
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
@@ -73,7 +73,7 @@ def test_not_a_video(tmp_path):
 
 
 def test_missing_pyav_names_the_extra(monkeypatch, tmp_path):
-    from sam2_finetune.video import video_frame_refs
+    from sam2_finetune.ingest.video import video_frame_refs
 
     monkeypatch.setitem(sys.modules, "av", None)  # makes `import av` raise ImportError
     with pytest.raises(ExportError, match=r'pip install "sam2-finetune\[video\]"'):

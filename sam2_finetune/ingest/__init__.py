@@ -24,7 +24,7 @@ The reading pipeline, one module per step:
 - :mod:`~sam2_finetune.ingest.records`: the canonical value (:class:`Export`, :class:`Frame`,
   :class:`ObjectAnnotation`, ...).
 - :mod:`~sam2_finetune.ingest.raw_frames`: raw frames from a folder, or the video
-  (:mod:`sam2_finetune.video`).
+  (:mod:`sam2_finetune.ingest.video`).
 - :mod:`~sam2_finetune.ingest.read`: :func:`read_export`: the JSON, mask forms, frames built.
 - :mod:`~sam2_finetune.ingest.summary`: the ``info`` stage (:func:`info`, :func:`summarize_export`).
 """

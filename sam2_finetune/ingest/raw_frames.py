@@ -1,5 +1,5 @@
 """Raw frames replacing the overlay images: a folder of frame files, or the source video
-(handed to :mod:`sam2_finetune.video`).
+(handed to :mod:`sam2_finetune.ingest.video`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _raw_frame_refs(frames: Path, indices: Sequence[int], strict: bool) -> dict[
             if i in index
         }
     if frames.suffix.lower() in VIDEO_SUFFIXES:
-        from sam2_finetune.video import video_frame_refs
+        from sam2_finetune.ingest.video import video_frame_refs
 
         return video_frame_refs(frames, indices)
     raise ExportError(

@@ -938,7 +938,7 @@ def save_resolved_config(config: TrainConfig, run_dir: str | Path) -> Path:
 
     header = (
         f"# Resolved training config, written by sam2-finetune {version('sam2-finetune')}.\n"
-        "# Every option is spelled out; reload with sam2_finetune.config.load_config(path).\n"
+        "# Every option is spelled out; reload with sam2_finetune.train.config.load_config(path).\n"
     )
     path = Path(run_dir) / RESOLVED_CONFIG_NAME
     return atomic_write_text(path, header + dump_config(config), overwrite=True)

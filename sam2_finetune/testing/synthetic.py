@@ -10,7 +10,7 @@ each listed frame the writer rasterises every shape twice: into SAM2's 256 x 256
 and the COCO-dict mask forms). Overlapping shapes occlude each other: a later track is drawn on
 top and removed from the masks of earlier ones.
 
->>> from sam2_finetune.synthetic import TrackSpec, write_export
+>>> from sam2_finetune.testing.synthetic import TrackSpec, write_export
 >>> car = TrackSpec(1, "car", "rect", (200, 40, 40), (0.2, 0.6), (0.05, 0.0), (0.2, 0.15))
 >>> write_export(tmp / "export.zip", [car])  # doctest: +SKIP
 """

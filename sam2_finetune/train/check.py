@@ -2,10 +2,11 @@
 
 :func:`gather_hardware_facts` asks torch and bitsandbytes what the machine has (CUDA, GPUs, their
 memory and bf16 support, a tiny 4-bit quantise/dequantise round trip). :func:`check_config` is a
-pure function of a :class:`~sam2_finetune.config.TrainConfig` and those :class:`HardwareFacts`:
-it estimates the memory the run needs (:func:`~sam2_finetune.models.memory.estimate_memory`) and
-returns findings, each an ``error`` (the run cannot work as configured), a ``warning`` (it works
-but is slow, wasteful or unusual) or ``info``. The command exits 1 when there is an error, else 0.
+pure function of a :class:`~sam2_finetune.train.config.TrainConfig` and those
+:class:`HardwareFacts`: it estimates the memory the run needs
+(:func:`~sam2_finetune.models.memory.estimate_memory`) and returns findings, each an ``error`` (the
+run cannot work as configured), a ``warning`` (it works but is slow, wasteful or unusual) or
+``info``. The command exits 1 when there is an error, else 0.
 
 Tests pass hand-written :class:`HardwareFacts` (an H100, an 8 GB card, a CPU-only box) to
 :func:`check_config`; that is the function's input, not a mock.
@@ -24,7 +25,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sam2_finetune.config import TINY_PREFIX, Override, TrainConfig, load_config
 from sam2_finetune.models.memory import MemoryEstimate, Precision, estimate_memory
 from sam2_finetune.models.registry import (
     CHECKPOINT_FAMILY,
@@ -33,6 +33,7 @@ from sam2_finetune.models.registry import (
     get_checkpoint,
     image_tokens,
 )
+from sam2_finetune.train.config import TINY_PREFIX, Override, TrainConfig, load_config
 
 # LoRA learning rates in published recipes sit between these (QLoRA: 1e-4 / 2e-4; LLaVA LoRA:
 # 2e-4; Qwen-VL fine-tuning scripts: 1e-5..2e-4); full fine-tuning is 1e-6..5e-5.
