@@ -40,7 +40,7 @@ def training_arguments(
     ``device`` and ``precision`` are the resolved ones (``train.check.resolve_device`` and
     ``resolve_precision``), never ``auto``.
 
-    >>> args = training_arguments(config, "runs/x", device="cpu", precision="fp32")  # doctest: +SKIP
+    Example: ``training_arguments(config, "runs/x", device="cpu", precision="fp32")``.
     """
     from transformers import TrainingArguments
 
