@@ -84,6 +84,10 @@ def training_arguments(
         logging_strategy="steps",
         logging_steps=training.logging_steps,
         logging_first_step=True,
+        # A NaN step must show in the logs (callbacks.NonFiniteLossCallback stops on it); the
+        # Trainer's default replaces it with the mean of the other steps.
+        logging_nan_inf_filter=False,
+        include_num_input_tokens_seen="non_padding",  # tokens/s in the logs and progress bar
         eval_strategy="steps" if evaluate else "no",
         eval_steps=training.eval_steps if evaluate else None,
         save_strategy="steps",

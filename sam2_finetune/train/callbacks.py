@@ -1,0 +1,292 @@
+"""What the stock ``transformers.Trainer`` lacks, as plain ``TrainerCallback``s.
+
+The Trainer's own mechanisms come first (``load_best_model_at_end``, ``save_total_limit``,
+``EarlyStoppingCallback``); these add only what it does not do:
+
+- :class:`MetricsFileCallback`: every logged value as one JSON line in ``metrics.jsonl`` (what the
+  curves, the evaluate stage and a user's own scripts read), consistent after a resume;
+- :class:`BestCheckpointCallback`: the best checkpoint copied to ``best/`` (weights or adapter with
+  the processor files, no optimizer state), loadable alone, replaced atomically;
+- :class:`ProgressBarCallback`: one tqdm bar with ETA, loss, samples/s and tokens/s;
+- :class:`NonFiniteLossCallback`: a NaN or infinite loss (or trainable weight) stops the run without
+  saving the broken state, so the last checkpoint on disk is a good one;
+- :class:`InterruptCallback`: SIGINT / SIGTERM save a checkpoint at the end of the current step and
+  stop cleanly (a second Ctrl-C aborts at once).
+
+Only the main process writes files; every process takes the same decisions (stop / save), which
+keeps data-parallel ranks in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from sam2_finetune.outputs import atomic_output_dir
+
+METRICS_FILE = "metrics.jsonl"
+BEST_DIR = "best"
+BEST_INFO = "best.json"
+# Files of a checkpoint that exist to resume training, not to load the model.
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json")
+TRAINING_STATE_PREFIXES = ("rng_state", "optimizer", "global_step")
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Appends every log (training loss, learning rate, evaluation metrics, speeds) to
+    ``run_dir/metrics.jsonl`` as ``{"step": ..., "epoch": ..., <name>: <value>, ...}``.
+
+    A resumed run first drops the lines logged after the checkpoint it resumes from (the killed
+    run logged them, the resumed one logs those steps again), so each step appears once.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if not state.is_world_process_zero or not self.path.exists():
+            return
+        kept = [
+            line
+            for line in self.path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= state.global_step
+        ]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as file:
+            # NaN / Infinity are written as JSON's extensions: a diverged run must show it.
+            file.write(json.dumps(record, default=str) + "\n")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl``, in order (empty when nothing was logged)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def copy_for_inference(checkpoint: Path, out: Path) -> None:
+    """Copy what loading the model needs (weights or adapter, configs, processor / tokenizer
+    files) from a Trainer checkpoint to ``out``, without its optimizer and RNG state."""
+    for item in checkpoint.iterdir():
+        if item.name in TRAINING_STATE_FILES or item.name.startswith(TRAINING_STATE_PREFIXES):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, out / item.name)
+        else:
+            shutil.copy2(item, out / item.name)
+
+
+class BestCheckpointCallback(TrainerCallback):
+    """Keeps ``run_dir/best/`` equal to the Trainer's best checkpoint.
+
+    The Trainer decides which checkpoint is best (``metric_for_best_model``) and, with
+    ``load_best_model_at_end``, never prunes it; this copies it out of ``checkpoints/`` each time
+    it changes, so ``best/`` survives any pruning, a deleted ``checkpoints/`` folder, or a killed
+    run, and loads alone (``best/best.json`` says which step and metric it is).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.best_dir = Path(run_dir) / BEST_DIR
+
+    def _copied(self) -> str | None:
+        info = self.best_dir / BEST_INFO
+        if not info.exists():
+            return None
+        return json.loads(info.read_text(encoding="utf-8")).get("checkpoint")
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        best = state.best_model_checkpoint
+        if not state.is_world_process_zero or best is None or not Path(best).is_dir():
+            return
+        if self._copied() == Path(best).name:
+            return
+        info = {
+            "checkpoint": Path(best).name,
+            "step": int(Path(best).name.rsplit("-", 1)[-1]),
+            "metric": args.metric_for_best_model,
+            "value": state.best_metric,
+        }
+        with atomic_output_dir(self.best_dir, overwrite=True) as tmp:
+            copy_for_inference(Path(best), tmp)
+            (tmp / BEST_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+class ProgressBarCallback(TrainerCallback):
+    """One tqdm bar over the optimizer steps, with ETA, the last loss and learning rate, samples/s
+    and tokens/s (tokens counted by the Trainer with ``include_num_input_tokens_seen``).
+
+    Replaces the Trainer's ``ProgressCallback``, which prints each log as a dict below the bar.
+    """
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.postfix: dict[str, str] = {}
+        self._start = 0.0
+        self._start_step = 0
+        self._start_tokens = 0
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if not state.is_world_process_zero:
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
+        self._start = time.perf_counter()
+        self._start_step = state.global_step
+        self._start_tokens = state.num_input_tokens_seen or 0
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(state.global_step - self.bar.n)
+        elapsed = time.perf_counter() - self._start
+        steps = state.global_step - self._start_step
+        if elapsed > 0 and steps > 0:
+            samples = steps * args.train_batch_size * args.gradient_accumulation_steps
+            self.postfix["samples/s"] = f"{samples * args.world_size / elapsed:.3g}"
+            tokens = (state.num_input_tokens_seen or 0) - self._start_tokens
+            if tokens > 0:
+                self.postfix["tokens/s"] = f"{tokens / elapsed:.4g}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        if self.bar is None or not logs:
+            return
+        for key, shown in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr")):
+            if key in logs:
+                self.postfix[shown] = f"{logs[key]:.4g}"
+        self.bar.set_postfix(self.postfix)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Stops the run at the first NaN / infinite loss (or trainable weight), never saving it.
+
+    The loss is seen at each log; the trainable weights are checked before each save, so a
+    divergence between two logs is not written over the last good checkpoint either. Needs
+    ``logging_nan_inf_filter=False`` (the Trainer would otherwise log a NaN step's loss as the
+    mean of the others). ``reason`` says what was found, for the run summary.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def _stop(self, control: TrainerControl, reason: str) -> None:
+        self.reason = self.reason or reason
+        control.should_training_stop = True
+        control.should_save = False
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        for key in ("loss", "eval_loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                self._stop(control, f"{key} was {value} at step {state.global_step}")
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kw: Any,
+    ) -> None:
+        if self.reason is not None:
+            control.should_save = False
+            return
+        if not control.should_save or model is None:
+            return
+        import torch
+
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad and not torch.isfinite(parameter).all():
+                self._stop(control, f"weight {name} became non-finite at step {state.global_step}")
+                return
+
+
+class InterruptCallback(TrainerCallback):
+    """SIGINT / SIGTERM: finish the current step, save a checkpoint, stop; ``interrupted`` is then
+    the signal's name. A second SIGINT raises ``KeyboardInterrupt`` at once (nothing saved)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.interrupted: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.interrupted is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.interrupted = signal.Signals(signum).name
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        try:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread (a notebook's worker): signals stay as they are
+            self._previous.clear()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if self.interrupted is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
