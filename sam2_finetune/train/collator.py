@@ -1,0 +1,291 @@
+"""Canonical dataset rows -> model inputs with labels on the answer tokens only.
+
+:class:`VisionLanguageCollator` is what the Trainer calls for each batch. For each canonical row
+(one annotated frame) it draws an example (task, label asked, phrasing) through the same public
+example builder as ``convert``, from a ``random.Random`` seeded with the run's seed, the epoch and
+the frame's ``image_id``: epoch 0 gives exactly the examples ``convert`` writes, later epochs other
+draws of the same frames. Then it builds the family's chat, runs the family's processor on the
+whole batch (right padding), and sets ``labels`` to -100 everywhere but the assistant's answer
+(system and user text, image tokens, padding are never trained on).
+
+Finding the answer's tokens without ``{% generation %}`` (real chat templates lack it): the full
+chat text is the prompt (``add_generation_prompt=True``) followed by the answer turn, so the answer
+turn's tokens are the last ones of each sequence; they are checked against the tokenizer's own
+tokenisation of that text, and only if the boundary merged differently is the prompt processed
+alone to measure it. PaliGemma has no chat template: its processor takes the answer as
+``suffix=`` and writes the labels itself.
+
+An example longer than ``max_length`` is never cut (that would cut through image tokens or leave
+an answer without its end): its answer is shortened by dropping objects from its end, and the
+prompt then asks for that many objects only, so the pair stays true; an example that does not fit
+even with one object is skipped and counted (``skipped``), with a warning the first time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from io import BytesIO
+from typing import Any
+
+from sam2_finetune.answer_formats import get_format, qwen_smart_resize, render_answer
+from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.models.loading import family_loading
+from sam2_finetune.tasks import Example, build_example, choose_task
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+def row_image(row: Mapping[str, Any]) -> Any:
+    """The row's frame as an RGB ``PIL.Image`` (decoded ``datasets.Image`` or raw bytes)."""
+    from PIL import Image
+
+    image = row["image"]
+    if isinstance(image, Mapping):
+        data = image.get("bytes")
+        image = Image.open(BytesIO(data) if data is not None else image["path"])
+    return image.convert("RGB")
+
+
+def _size_value(size: Any, key: str) -> Any:
+    return size.get(key) if isinstance(size, Mapping) else getattr(size, key, None)
+
+
+def processor_resized_wh(processor: Any, width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` a Qwen2-VL-style image processor resizes a ``width x height`` image to,
+    from the processor's own settings (transformers 5 keeps ``min_pixels`` / ``max_pixels`` as
+    ``size.shortest_edge`` / ``size.longest_edge``; the factor is patch size x merge size)."""
+    image_processor = processor.image_processor
+    size = image_processor.size
+    factor = image_processor.patch_size * image_processor.merge_size
+    h, w = qwen_smart_resize(
+        height,
+        width,
+        factor=factor,
+        min_pixels=_size_value(size, "shortest_edge"),
+        max_pixels=_size_value(size, "longest_edge"),
+    )
+    return (w, h)
+
+
+def set_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Make a Qwen2-VL-style processor resize within ``min_pixels``..``max_pixels`` (the run's
+    ``data.min_pixels`` / ``data.max_pixels``), so training, the answers' resized coordinates and
+    a later ``save_pretrained`` all use the same limits."""
+    image_processor = processor.image_processor
+    size = image_processor.size
+    lo = min_pixels if min_pixels is not None else _size_value(size, "shortest_edge")
+    hi = max_pixels if max_pixels is not None else _size_value(size, "longest_edge")
+    image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
+
+
+@dataclass
+class Encoded:
+    """One example ready for the processor: the image, the chat texts and the example."""
+
+    image: Any
+    example: Example
+    prompt_text: str
+    full_text: str
+
+
+@dataclass
+class VisionLanguageCollator:
+    """Batches of canonical rows -> processor outputs with ``labels`` (see the module).
+
+    ``seed`` and ``epoch`` fix the draw of tasks (set ``epoch`` at each epoch: the training
+    callback does); ``task_mix``, ``vocabulary``, ``max_polygon_points`` and ``negative_rate`` are
+    the example-building options, the same as ``convert``'s.
+    """
+
+    processor: Any
+    family: str
+    answer_format: str
+    task_mix: Mapping[str, float]
+    vocabulary: Sequence[str]
+    seed: int = 42
+    max_length: int = 2048
+    max_polygon_points: int = 32
+    negative_rate: float = 0.1
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    epoch: int = 0
+    skipped: int = 0
+    shortened: int = 0
+    _warned: bool = field(default=False, repr=False)
+
+    # --- examples -------------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        if self.min_pixels is not None or self.max_pixels is not None:
+            set_pixel_limits(self.processor, self.min_pixels, self.max_pixels)
+
+    def resized_wh(self, width: int, height: int) -> tuple[int, int] | None:
+        """The processor's resized size for formats whose coordinates are in resized pixels."""
+        if not get_format(self.answer_format).needs_resized_wh:
+            return None
+        return processor_resized_wh(self.processor, width, height)
+
+    def example(self, row: Mapping[str, Any]) -> Example:
+        """The example of ``row`` at this epoch (epoch 0: the one ``convert`` writes)."""
+        key = f"{self.seed}:{row['image_id']}"
+        rng = random.Random(key if self.epoch == 0 else f"{key}:epoch{self.epoch}")
+        return build_example(
+            row,
+            task=choose_task(rng, self.task_mix),
+            answer_format=self.answer_format,
+            rng=rng,
+            resized_wh=self.resized_wh(int(row["width"]), int(row["height"])),
+            max_polygon_points=self.max_polygon_points,
+            vocabulary=self.vocabulary,
+            negative_rate=self.negative_rate,
+        )
+
+    # --- chat -----------------------------------------------------------------------------
+
+    @property
+    def prefix_suffix(self) -> bool:
+        return family_loading(self.family).prompt_style == "prefix_suffix"
+
+    def _texts(self, prompt: str, answer: str) -> tuple[str, str]:
+        if self.prefix_suffix:
+            placeholder = family_loading(self.family).image_placeholder
+            return placeholder + prompt, answer
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+        turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+        prompt_text = self.processor.apply_chat_template([user], add_generation_prompt=True)
+        full_text = self.processor.apply_chat_template([user, turn])
+        if not full_text.startswith(prompt_text):
+            raise DatasetError(
+                describe(
+                    "the chat template writes the prompt differently with and without the "
+                    "answer, so the answer's tokens cannot be found",
+                    field=f"{self.family} chat template",
+                    fix="use a checkpoint whose chat template renders the user turn the same "
+                    "with add_generation_prompt=True",
+                )
+            )
+        return prompt_text, full_text
+
+    def encode(self, image: Any, example: Example) -> Encoded:
+        prompt_text, full_text = self._texts(example.prompt, example.answer)
+        return Encoded(image, example, prompt_text, full_text)
+
+    def _process(self, items: Sequence[Encoded]) -> dict[str, Any]:
+        images = [[item.image] for item in items]
+        if self.prefix_suffix:
+            return dict(
+                self.processor(
+                    text=[item.prompt_text for item in items],
+                    images=images,
+                    suffix=[item.full_text for item in items],
+                    padding=True,
+                    return_tensors="pt",
+                )
+            )
+        batch = dict(
+            self.processor(
+                text=[item.full_text for item in items],
+                images=images,
+                padding=True,
+                return_tensors="pt",
+            )
+        )
+        batch.pop("labels", None)
+        batch["labels"] = self._answer_labels(batch, items)
+        return batch
+
+    def _answer_labels(self, batch: dict[str, Any], items: Sequence[Encoded]) -> Any:
+        tokenizer = self.processor.tokenizer
+        input_ids, attention = batch["input_ids"], batch["attention_mask"]
+        labels = input_ids.new_full(input_ids.shape, IGNORE_INDEX)
+        right_padded = tokenizer.padding_side == "right"
+        for i, item in enumerate(items):
+            tail = item.full_text[len(item.prompt_text) :]
+            tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+            positions = attention[i].nonzero().flatten()
+            end = int(positions[-1]) + 1 if right_padded else input_ids.shape[1]
+            start = end - len(tail_ids)
+            if input_ids[i, start:end].tolist() != tail_ids:
+                # The boundary tokenised differently: measure the prompt alone.
+                alone = self.processor(
+                    text=[item.prompt_text], images=[[item.image]], return_tensors="pt"
+                )
+                first = int(positions[0]) if not right_padded else 0
+                start = first + alone["input_ids"].shape[1]
+            labels[i, start:end] = input_ids[i, start:end]
+        return labels
+
+    # --- length ---------------------------------------------------------------------------
+
+    def _shorter(self, item: Encoded, keep: int) -> Encoded:
+        example = item.example
+        objects = example.objects[:keep]
+        image_wh = item.image.size
+        answer = render_answer(
+            objects,
+            self.answer_format,
+            image_wh,
+            resized_wh=self.resized_wh(*image_wh),
+            task=example.task,
+        )
+        prompt = f"{example.prompt} List only the first {keep}."
+        return self.encode(
+            item.image, replace(example, objects=objects, answer=answer, prompt=prompt)
+        )
+
+    def _fit(self, item: Encoded) -> Encoded | None:
+        """``item`` shortened to ``max_length`` tokens; None when one object is already too long."""
+        length = self._length(item)
+        if length <= self.max_length:
+            return item
+        objects = len(item.example.objects)
+        if item.example.task in ("detect", "ground", "segment") and objects > 1:
+            answer_tokens = max(1, len(self.processor.tokenizer(item.example.answer)["input_ids"]))
+            per_object = answer_tokens / objects
+            keep = int(objects - (length - self.max_length) / per_object)
+            while keep >= 1:
+                shorter = self._shorter(item, keep)
+                if self._length(shorter) <= self.max_length:
+                    self.shortened += 1
+                    return shorter
+                keep -= 1
+        self.skipped += 1
+        if not self._warned:
+            logger.warning(
+                "an example of %s is longer than data.max_length=%d tokens even with one object; "
+                "it is skipped (counted in the run summary). Raise data.max_length or lower the "
+                "image resolution.",
+                item.example.labels,
+                self.max_length,
+            )
+            self._warned = True
+        return None
+
+    def _length(self, item: Encoded) -> int:
+        return int(self._process([item])["input_ids"].shape[1])
+
+    # --- the batch ------------------------------------------------------------------------
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        items = [self.encode(row_image(row), self.example(row)) for row in rows]
+        batch = self._process(items)
+        if int(batch["input_ids"].shape[1]) > self.max_length:
+            fitted = [self._fit(item) for item in items]
+            items = [item for item in fitted if item is not None]
+            if not items:
+                raise DatasetError(
+                    describe(
+                        "no example of this batch fits data.max_length even with one object",
+                        expected=f"at most {self.max_length} tokens",
+                        found=f"{len(rows)} example(s) longer",
+                        fix="raise data.max_length, or lower the image resolution "
+                        "(data.max_pixels / data.longest_edge)",
+                    )
+                )
+            batch = self._process(items)
+        return batch

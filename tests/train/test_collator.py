@@ -1,0 +1,127 @@
+"""The collator: for every tiny family, exactly the answer's tokens are trained on."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pathlib import Path  # noqa: E402
+
+from sam2_finetune.convert import ConvertOptions, convert  # noqa: E402
+from sam2_finetune.dataset import category_names, load_canonical  # noqa: E402
+from sam2_finetune.models.loading import family_loading, load_processor  # noqa: E402
+from sam2_finetune.models.tiny import TINY_FAMILIES  # noqa: E402
+from sam2_finetune.tasks import default_task_mix  # noqa: E402
+from sam2_finetune.train.collator import IGNORE_INDEX, VisionLanguageCollator  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+FAMILIES = list(TINY_FAMILIES)
+FORMATS = {"paligemma": "paligemma", "qwen2_5_vl": "qwen2_5_vl", "qwen2_vl": "qwen2_vl"}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("collator") / "hf"
+    convert(ConvertOptions(exports=[SAMPLE / "kitchen.zip"], to="hf", out=out))
+    dataset = load_canonical(out)
+    with_objects = dataset.filter(lambda row: len(row["objects"]) >= 2)
+    return [with_objects[i] for i in range(4)], category_names(dataset)
+
+
+def collator_for(tiny_dirs, family, vocabulary, **options):
+    answer_format = FORMATS.get(family, "json")
+    values = {"task_mix": default_task_mix(answer_format), **options}
+    return VisionLanguageCollator(
+        processor=load_processor(tiny_dirs(family), family),
+        family=family,
+        answer_format=answer_format,
+        vocabulary=vocabulary,
+        **values,
+    )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_only_the_answer_is_trained_on(tiny_dirs, rows, family):
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, family, vocabulary)
+    batch = collator(rows)
+    tokenizer = collator.processor.tokenizer
+    image_token = tokenizer.convert_tokens_to_ids(family_loading(family).image_token)
+    labels = batch["labels"]
+    assert labels.shape == batch["input_ids"].shape
+    assert not (labels == image_token).any()  # image tokens are never targets
+    assert (labels[batch["attention_mask"] == 0] == IGNORE_INDEX).all()  # nor padding
+    for i, row in enumerate(rows):
+        answer = collator.example(row).answer
+        trained = labels[i][labels[i] != IGNORE_INDEX]
+        text = tokenizer.decode(trained)
+        # The answer (after the template's space, for LLaVA), then only the end of the turn.
+        assert text.lstrip().startswith(answer), (text, answer)
+        rest = text.lstrip()[len(answer) :]
+        assert len(rest.strip()) <= len("<end_of_utterance>"), rest
+        # Everything before the answer is masked: it is one contiguous run at the end.
+        where = (labels[i] != IGNORE_INDEX).nonzero().flatten().tolist()
+        assert where == list(range(where[0], where[-1] + 1))
+
+
+def test_epoch_zero_is_convert_s_draw_and_other_epochs_differ(tiny_dirs, rows):
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, "smolvlm", vocabulary)
+    first = [collator.example(row) for row in rows]
+    assert [collator.example(row) for row in rows] == first  # deterministic
+    collator.epoch = 1
+    later = [collator.example(row) for row in rows]
+    collator.epoch = 2
+    assert later != first or [collator.example(row) for row in rows] != first
+
+
+@pytest.mark.parametrize("family", ["smolvlm", "qwen2_vl", "paligemma"])
+def test_an_overlong_example_is_shortened_never_cut(tiny_dirs, rows, family):
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, family, vocabulary, task_mix={"detect": 1.0})
+    row = max(rows, key=lambda r: len(r["objects"]))
+    full = collator([row])
+    length = int(full["attention_mask"].sum())
+    answer_tokens = int((full["labels"] != IGNORE_INDEX).sum())
+    collator.max_length = length - answer_tokens // 3  # room for some objects, not all
+    batch = collator([row])
+    assert collator.shortened == 1 and collator.skipped == 0
+    assert batch["input_ids"].shape[1] <= collator.max_length
+    tokenizer = collator.processor.tokenizer
+    text = tokenizer.decode(batch["labels"][0][batch["labels"][0] != IGNORE_INDEX])
+    example = collator.example(row)
+    assert text != example.answer and len(text) < len(example.answer)
+    # The prompt says how many objects the answer lists.
+    assert "List only the first" in tokenizer.decode(batch["input_ids"][0])
+
+
+def test_an_example_too_long_even_with_one_object_is_skipped(tiny_dirs, rows, caplog):
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, "smolvlm", vocabulary, task_mix={"detect": 1.0})
+    full = collator(rows[:2])
+    lengths = full["attention_mask"].sum(1).tolist()
+    answers = (full["labels"] != IGNORE_INDEX).sum(1).tolist()
+    # Room for the first example's prompt and two answer tokens: not even one object fits.
+    collator.max_length = int(lengths[0] - answers[0] + 2)
+    from sam2_finetune.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="max_length"):
+        collator(rows[:1])
+    assert collator.skipped == 1 and "skipped" in caplog.text
+
+
+def test_resized_size_is_the_processor_s_own(tiny_dirs, rows):
+    """qwen2_5_vl answers are in resized pixels: the size used must be the processor's."""
+    rows, vocabulary = rows
+    for limits in ({}, {"min_pixels": 40 * 40, "max_pixels": 48 * 48}):
+        collator = collator_for(tiny_dirs, "qwen2_5_vl", vocabulary, **limits)
+        processor = collator.processor
+        row = rows[0]
+        image = row["image"].convert("RGB")
+        grid = processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0]
+        patch = processor.image_processor.patch_size
+        expected = (int(grid[2]) * patch, int(grid[1]) * patch)
+        assert collator.resized_wh(row["width"], row["height"]) == expected
