@@ -253,6 +253,20 @@ class NonFiniteLossCallback(TrainerCallback):
                 return
 
 
+class EpochCallback(TrainerCallback):
+    """Tells the collator which epoch starts, so that each epoch draws other tasks and phrasings
+    for the same frames (epoch 0 draws what ``convert`` writes). The collator runs in the main
+    process (``dataloader_num_workers=0``), so it sees the change."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def on_epoch_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self.collator.epoch = int(state.epoch or 0)
+
+
 class InterruptCallback(TrainerCallback):
     """SIGINT / SIGTERM: finish the current step, save a checkpoint, stop; ``interrupted`` is then
     the signal's name. A second SIGINT raises ``KeyboardInterrupt`` at once (nothing saved)."""

@@ -64,7 +64,7 @@ Task = Literal["detect", "ground", "segment", "count"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-    "inverse_sqrt",
+    "inverse_sqrt", "reduce_lr_on_plateau",
 ]  # fmt: skip
 Logger = Literal["tensorboard", "wandb", "mlflow"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -220,6 +220,16 @@ class DataSection(BaseModel):
         description="Canonical dataset folder (`convert --to hf`, optionally `split` into "
         "train/validation/test), or a folder of SAM2 export ZIPs that train converts first."
     )
+    frames: list[str] | None = Field(
+        None,
+        description="When dataset is SAM2 exports: raw frames per export (a folder or the video), "
+        "in export order or as EXPORT_NAME=PATH, as `convert --frames` takes them.",
+    )
+    allow_overlays: bool = Field(
+        False,
+        description="Train on overlay images (annotations drawn in: the answer is visible); "
+        "refused unless true, and recorded in the run summary.",
+    )
     train_split: str = Field("train", min_length=1, description="Split to train on.")
     eval_split: str | None = Field(
         "validation", description="Split to evaluate on; null: no evaluation data."
@@ -336,6 +346,15 @@ class TrainingSection(BaseModel):
                     self.max_steps if self.epochs is not None else None,
                     f"set exactly one of training.epochs and training.max_steps ({which}); "
                     "e.g. --set training.epochs=null training.max_steps=100",
+                )
+            )
+        if self.lr_scheduler == "reduce_lr_on_plateau" and self.eval_steps is None:
+            problems.append(
+                _problem(
+                    ("lr_scheduler",),
+                    self.lr_scheduler,
+                    "reduce_lr_on_plateau lowers the rate when the evaluation loss stops "
+                    "improving: set training.eval_steps",
                 )
             )
         if self.metric_for_best_model is not None and self.eval_steps is None:

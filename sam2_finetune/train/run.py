@@ -1,0 +1,376 @@
+"""``train(config) -> TrainResult``: one fine-tuning run, top to bottom.
+
+Set up (run folder, data, model, collator, Trainer), train, save. The same function runs in one
+process or in each of N under ``accelerate launch``: the main process prepares the data and writes
+the run folder's files while the others wait, and the Trainer keeps the ranks in step. Resuming is
+an option of it (``resume``), not a second path.
+
+The run folder::
+
+    config.yaml          the resolved config (every option spelled out)
+    data_manifest.json   where the data came from: splits, sizes, fingerprints, overlays, labels
+    data/                exports converted and split for this run (when given exports)
+    checkpoints/         the Trainer's checkpoints (save_total_limit; the best is never pruned)
+    best/                the best (or, without a metric, the last) model, loadable alone
+    tensorboard/         TensorBoard event files
+    metrics.jsonl        every logged value, one JSON object a line
+    summary.json         steps, time, best metric and step, why it stopped, what was skipped
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sam2_finetune.errors import OptionsError, OutputExistsError, Sam2FinetuneError, describe
+from sam2_finetune.outputs import atomic_output_dir, atomic_write_text
+from sam2_finetune.train.callbacks import BEST_DIR
+from sam2_finetune.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_config
+
+if TYPE_CHECKING:
+    from transformers import Trainer
+
+SUMMARY_NAME = "summary.json"
+TENSORBOARD_DIR = "tensorboard"
+# Options that may change when a run is resumed: how long it runs and how often it logs, evaluates
+# and saves. Anything else (data, model, optimiser, schedule shape) would make the resumed run a
+# different run than the one its checkpoints come from.
+RESUMABLE_CHANGES = (
+    "training.max_steps",
+    "training.epochs",
+    "training.eval_steps",
+    "training.save_steps",
+    "training.logging_steps",
+    "training.save_total_limit",
+    "training.early_stopping_patience",
+    "output.overwrite",
+    "output.loggers",
+    "hardware.num_processes",
+    "description",
+)
+
+
+class TrainingError(Sam2FinetuneError):
+    """A run cannot start or continue as configured (resume, run folder, memory)."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did. ``stopped`` says why it ended."""
+
+    run_dir: Path
+    best_dir: Path | None
+    global_step: int
+    stopped: str
+    best_metric: float | None
+    best_step: int | None
+    train_loss: float | None
+    seconds: float
+    examples_skipped: int
+    examples_shortened: int
+    summary_path: Path
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """``runs/<family>-<UTC time>``, for a config without ``output.run_dir``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.model.family}-{stamp}"
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoints that were written to the end, oldest first.
+
+    The Trainer writes ``trainer_state.json`` last: a checkpoint whose state file is missing or
+    cut short is one the process died while writing, and is never resumed from.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        state = path / "trainer_state.json"
+        if not step.isdigit() or not state.is_file():
+            continue
+        try:
+            json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.append((int(step), path))
+    return [path for _, path in sorted(found)]
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): data}
+
+
+def config_changes(before: TrainConfig, after: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Options whose value differs, ``name -> (before, after)``."""
+    old = _flatten(before.model_dump(mode="json"))
+    new = _flatten(after.model_dump(mode="json"))
+    return {
+        k: (old.get(k), new.get(k))
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    }
+
+
+def _resume_checkpoint(config: TrainConfig, run_dir: Path, resume: bool | str) -> str:
+    if isinstance(resume, str) and resume not in ("latest", ""):
+        checkpoint = Path(resume)
+        if not checkpoint.is_absolute() and not checkpoint.exists():
+            checkpoint = run_dir / "checkpoints" / resume
+        if (
+            checkpoint not in complete_checkpoints(run_dir)
+            and not (checkpoint / "trainer_state.json").is_file()
+        ):
+            raise TrainingError(
+                describe(
+                    "not a complete checkpoint of this run",
+                    file=checkpoint,
+                    fix="pass --resume alone for the latest complete one, or one of "
+                    + (", ".join(p.name for p in complete_checkpoints(run_dir)) or "(none)"),
+                )
+            )
+    else:
+        checkpoints = complete_checkpoints(run_dir)
+        if not checkpoints:
+            raise TrainingError(
+                describe(
+                    "nothing to resume: the run folder has no complete checkpoint",
+                    file=run_dir / "checkpoints",
+                    fix="start the run without --resume (add --set output.overwrite=true to "
+                    "replace the folder)",
+                )
+            )
+        checkpoint = checkpoints[-1]
+    saved = run_dir / RESOLVED_CONFIG_NAME
+    if saved.is_file():
+        changes = {
+            name: values
+            for name, values in config_changes(load_config(saved), config).items()
+            if name not in RESUMABLE_CHANGES
+        }
+        if changes:
+            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+            raise TrainingError(
+                describe(
+                    "the config differs from the one the run started with",
+                    file=saved,
+                    found=listed,
+                    fix="resume with the run's own config (`train "
+                    f"{saved} --resume`), or start a new run; only "
+                    + ", ".join(RESUMABLE_CHANGES[:5])
+                    + " and the like may change on resume",
+                )
+            )
+    return str(checkpoint)
+
+
+def _prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool | str | None) -> str | None:
+    """Check the run folder against ``resume`` / ``overwrite``; the checkpoint to resume from."""
+    if resume:
+        return _resume_checkpoint(config, run_dir, resume)
+    if run_dir.exists() and any(run_dir.iterdir()) and not config.output.overwrite:
+        raise OutputExistsError(
+            describe(
+                "the run folder already holds a run",
+                file=run_dir,
+                fix="continue it with --resume, replace it with --set output.overwrite=true, "
+                "or choose another output.run_dir",
+            )
+        )
+    return None
+
+
+def _stop_reason(trainer: Trainer, callbacks: dict[str, Any]) -> str:
+    if callbacks["interrupt"].interrupted:
+        return f"interrupted ({callbacks['interrupt'].interrupted})"
+    if callbacks["nonfinite"].reason:
+        return f"non-finite: {callbacks['nonfinite'].reason}"
+    state, args = trainer.state, trainer.args
+    early = callbacks.get("early")
+    if early is not None and early.early_stopping_patience_counter >= early.early_stopping_patience:
+        return "early stopping"
+    if args.max_steps > 0 and state.global_step >= args.max_steps:
+        return "max_steps"
+    return "epochs"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("sam2-finetune", "transformers", "peft", "torch", "accelerate", "bitsandbytes"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data``; see the module for the run folder.
+
+    ``resume``: ``True`` / ``"latest"`` continues from the latest complete checkpoint, a path or
+    ``checkpoint-N`` from that one; the config must match the run's except
+    :data:`RESUMABLE_CHANGES`.
+
+    >>> result = train(load_config(preset="quick_test"))  # doctest: +SKIP
+    >>> result.best_dir, result.stopped                   # doctest: +SKIP
+    """
+    import torch
+    from accelerate import PartialState
+    from transformers import EarlyStoppingCallback, ProgressCallback, Trainer
+
+    from sam2_finetune.train.arguments import training_arguments
+    from sam2_finetune.train.callbacks import (
+        BestCheckpointCallback,
+        EpochCallback,
+        InterruptCallback,
+        MetricsFileCallback,
+        NonFiniteLossCallback,
+        ProgressBarCallback,
+    )
+    from sam2_finetune.train.check import (
+        check_config,
+        format_report,
+        gather_hardware_facts,
+        resolve_device,
+        resolve_precision,
+    )
+    from sam2_finetune.train.collator import VisionLanguageCollator
+    from sam2_finetune.train.config import save_resolved_config
+    from sam2_finetune.train.data import load_training_data, prepare_split_folder, write_manifest
+    from sam2_finetune.train.model import prepare_model
+
+    started = time.perf_counter()
+    run_dir = Path(config.output.run_dir or default_run_dir(config))
+    facts = gather_hardware_facts()
+    report = check_config(config, facts)
+    if not report.ok:
+        raise OptionsError(
+            "the config cannot run on this machine:\n"
+            + format_report(report)
+            + "\nFix: change the options named above (`sam2-finetune check CONFIG` shows them)."
+        )
+    device, precision = resolve_device(config, facts), resolve_precision(config, facts)
+
+    state = PartialState(cpu=device == "cpu")
+    checkpoint = _prepare_run_dir(config, run_dir, resume)
+    if state.is_main_process:
+        if checkpoint is None and run_dir.exists():
+            shutil.rmtree(run_dir)  # output.overwrite (checked above)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved_config(config, run_dir)
+        prepare_split_folder(config, run_dir)
+    state.wait_for_everyone()
+    data = load_training_data(config, run_dir)
+    if state.is_main_process:
+        write_manifest(data, run_dir)
+
+    prepared = prepare_model(
+        config.model,
+        precision=precision,
+        gradient_checkpointing=config.training.gradient_checkpointing,
+    )
+    collator = VisionLanguageCollator(
+        processor=prepared.processor,
+        family=config.model.family,
+        answer_format=str(config.data.answer_format),
+        task_mix=dict(config.data.task_mix or {}),
+        vocabulary=data.labels,
+        seed=config.training.seed,
+        max_length=config.data.max_length,
+        min_pixels=config.data.min_pixels,
+        max_pixels=config.data.max_pixels,
+    )
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
+    args = training_arguments(config, run_dir, device=device, precision=precision)
+    callbacks: dict[str, Any] = {
+        "metrics": MetricsFileCallback(run_dir),
+        "best": BestCheckpointCallback(run_dir),
+        "progress": ProgressBarCallback(),
+        "nonfinite": NonFiniteLossCallback(),
+        "interrupt": InterruptCallback(),
+        "epoch": EpochCallback(collator),
+    }
+    if config.training.early_stopping_patience is not None:
+        callbacks["early"] = EarlyStoppingCallback(
+            early_stopping_patience=config.training.early_stopping_patience,
+            early_stopping_threshold=config.training.early_stopping_threshold,
+        )
+    trainer = Trainer(
+        model=prepared.model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=collator,
+        processing_class=prepared.processor,
+        callbacks=list(callbacks.values()),
+    )
+    trainer.remove_callback(ProgressCallback)
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    except torch.OutOfMemoryError:
+        raise TrainingError(
+            describe(
+                "out of GPU memory",
+                found=f"batch_size {config.training.batch_size}, max_length "
+                f"{config.data.max_length}, quantization {config.model.quantization}",
+                fix="lower training.batch_size (raise gradient_accumulation_steps to keep the "
+                "effective batch), set training.gradient_checkpointing=true, use 4-bit "
+                "quantization, or start from the ultra_low_memory preset",
+            )
+        ) from None
+
+    stopped = _stop_reason(trainer, callbacks)
+    best_dir = run_dir / BEST_DIR
+    if state.is_main_process and not (best_dir / "best.json").is_file():
+        # No metric to pick a best checkpoint: best/ is the last model.
+        with atomic_output_dir(best_dir, overwrite=True) as tmp:
+            trainer.save_model(str(tmp))
+            (tmp / "best.json").write_text(
+                json.dumps({"checkpoint": None, "step": trainer.state.global_step}) + "\n"
+            )
+    state.wait_for_everyone()
+    best_step = None
+    if trainer.state.best_model_checkpoint:
+        best_step = int(Path(trainer.state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    result = TrainResult(
+        run_dir=run_dir,
+        best_dir=best_dir if best_dir.is_dir() else None,
+        global_step=trainer.state.global_step,
+        stopped=stopped,
+        best_metric=trainer.state.best_metric,
+        best_step=best_step,
+        train_loss=getattr(output, "training_loss", None),
+        seconds=round(time.perf_counter() - started, 2),
+        examples_skipped=collator.skipped,
+        examples_shortened=collator.shortened,
+        summary_path=run_dir / SUMMARY_NAME,
+    )
+    if state.is_main_process:
+        summary = {
+            **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()},
+            "metric_for_best_model": config.training.metric_for_best_model,
+            "device": device,
+            "precision": precision,
+            "processes": state.num_processes,
+            "trainable_parameters": prepared.trainable_parameters,
+            "total_parameters": prepared.total_parameters,
+            "allow_overlays": config.data.allow_overlays,
+            "data": data.manifest["splits"],
+            "versions": _versions(),
+        }
+        atomic_write_text(result.summary_path, json.dumps(summary, indent=2) + "\n", overwrite=True)
+    return result
