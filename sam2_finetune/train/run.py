@@ -230,7 +230,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     """
     import torch
     from accelerate import PartialState
-    from transformers import EarlyStoppingCallback, ProgressCallback, Trainer
+    from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, set_seed
 
     from sam2_finetune.train.arguments import training_arguments
     from sam2_finetune.train.callbacks import (
@@ -267,17 +267,27 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
 
     state = PartialState(cpu=device == "cpu")
     checkpoint = _prepare_run_dir(config, run_dir, resume)
-    if state.is_main_process:
-        if checkpoint is None and run_dir.exists():
-            shutil.rmtree(run_dir)  # output.overwrite (checked above)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved_config(config, run_dir)
-        prepare_split_folder(config, run_dir)
-    state.wait_for_everyone()
-    data = load_training_data(config, run_dir)
+    try:
+        if state.is_main_process:
+            if checkpoint is None and run_dir.exists():
+                shutil.rmtree(run_dir)  # output.overwrite (checked above)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_resolved_config(config, run_dir)
+            prepare_split_folder(config, run_dir)
+        state.wait_for_everyone()
+        data = load_training_data(config, run_dir)
+    except BaseException:
+        # Nothing trained yet: a new run folder goes, so fixing the input and running the same
+        # command again works (a resumed run's folder is kept as it was).
+        if state.is_main_process and checkpoint is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if state.is_main_process:
         write_manifest(data, run_dir)
 
+    # LoRA's A matrices (and a full model's new heads) are drawn when the model is prepared,
+    # before the Trainer seeds anything: seed here so that a run is reproducible.
+    set_seed(config.training.seed)
     prepared = prepare_model(
         config.model,
         precision=precision,

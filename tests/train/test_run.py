@@ -1,0 +1,188 @@
+"""``train()`` end to end on a tiny model: the run folder, refusals, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sam2_finetune.convert import ConvertOptions, convert  # noqa: E402
+from sam2_finetune.errors import DatasetError, OutputExistsError  # noqa: E402
+from sam2_finetune.train.callbacks import read_metrics  # noqa: E402
+from sam2_finetune.train.config import load_config  # noqa: E402
+from sam2_finetune.train.run import (  # noqa: E402
+    TrainingError,
+    complete_checkpoints,
+    train,
+)
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+
+@pytest.fixture(scope="module")
+def raw_dataset(tmp_path_factory):
+    """The street scene with its raw frames (no overlays), as a canonical dataset."""
+    out = tmp_path_factory.mktemp("run") / "hf"
+    convert(
+        ConvertOptions(
+            exports=[SAMPLE / "street_scene.zip"],
+            frames=[str(SAMPLE / "street_scene_frames")],
+            to="hf",
+            out=out,
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def overlay_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "overlays"
+    convert(ConvertOptions(exports=[SAMPLE / "kitchen.zip"], to="hf", out=out))
+    return out
+
+
+def config_for(dataset, run_dir, *overrides):
+    return load_config(
+        preset="quick_test",
+        overrides=[
+            f"data.dataset={dataset}",
+            f"output.run_dir={run_dir}",
+            "output.overwrite=false",
+            "output.loggers=[tensorboard]",
+            "training.max_steps=4",
+            "training.eval_steps=2",
+            "training.save_steps=2",
+            "training.logging_steps=1",
+            "training.save_total_limit=1",
+            *overrides,
+        ],
+    )
+
+
+def test_a_run_leaves_a_folder_a_user_can_trust(raw_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    result = train(config_for(raw_dataset, run_dir))
+    assert result.global_step == 4 and result.stopped == "max_steps"
+    for name in ("config.yaml", "data_manifest.json", "metrics.jsonl", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["global_step"] == 4 and summary["best_step"] in (2, 4)
+    assert summary["allow_overlays"] is False and summary["trainable_parameters"] > 0
+    manifest = json.loads((run_dir / "data_manifest.json").read_text())
+    assert manifest["overlay_frames"] == {"train": 0, "validation": 0}
+    assert "split in the run" in manifest["how"]
+    logged = read_metrics(run_dir)
+    assert [r["step"] for r in logged if "loss" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in logged if "eval_loss" in r] == [2, 4]
+    # best/ loads alone: the adapter on the base model, with the processor next to it.
+    from peft import PeftModel
+
+    from sam2_finetune.models.loading import load_model, load_processor
+
+    best = run_dir / "best"
+    info = json.loads((best / "best.json").read_text())
+    assert info["step"] == summary["best_step"]
+    base = load_model("tiny:smolvlm", "smolvlm")
+    model = PeftModel.from_pretrained(base, best)
+    assert any("lora_" in n for n, _ in model.named_parameters())
+    assert load_processor(best, "smolvlm").tokenizer is not None
+    # The same folder again is refused; resuming a finished run continues from its last step.
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(config_for(raw_dataset, run_dir))
+
+
+def test_overlays_are_refused_naming_the_videos_and_the_fix(overlay_dataset, tmp_path):
+    with pytest.raises(DatasetError, match=r"overlays.*kitchen.*--frames.*allow_overlays"):
+        train(config_for(overlay_dataset, tmp_path / "run"))
+    # Nothing is left behind: fixing the data and running the same command again works.
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_changed_config_names_the_fields(raw_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    train(config_for(raw_dataset, run_dir, "training.max_steps=2"))
+    with pytest.raises(TrainingError, match=r"training.learning_rate: 0.0005 -> 0.001"):
+        train(config_for(raw_dataset, run_dir, "training.learning_rate=1e-3"), resume=True)
+    # Changing how long it runs is fine.
+    result = train(config_for(raw_dataset, run_dir, "training.max_steps=4"), resume=True)
+    assert result.global_step == 4
+
+
+def test_resume_without_a_checkpoint_says_so(raw_dataset, tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(TrainingError, match="no complete checkpoint"):
+        train(config_for(raw_dataset, tmp_path / "run"), resume=True)
+
+
+def test_a_half_written_checkpoint_is_never_resumed_from(tmp_path):
+    for step, state in ((2, "{}"), (4, '{"trunc')):
+        folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoints" / "checkpoint-6").mkdir()  # died before its state was written
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2"]
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    torch.set_num_threads(1)
+    from sam2_finetune.train.config import load_config
+    from sam2_finetune.train.run import train
+    dataset, run_dir, steps, resume = sys.argv[1:5]
+    config = load_config(preset="quick_test", overrides=[
+        f"data.dataset={dataset}", f"output.run_dir={run_dir}", "output.overwrite=false",
+        "output.loggers=[]", f"training.max_steps={steps}", "training.eval_steps=null",
+        "training.metric_for_best_model=null", "data.eval_split=null",
+        "training.save_steps=2", "training.logging_steps=1", "training.save_total_limit=null",
+    ])
+    train(config, resume=resume == "resume")
+    """
+)
+
+
+def _start(dataset, run_dir, steps, resume=""):
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(dataset), str(run_dir), str(steps), resume],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(raw_dataset, tmp_path):
+    """Killed hard mid-run and resumed, the loss of every step equals an uninterrupted run's."""
+    steps = 8
+    reference = _start(raw_dataset, tmp_path / "reference", steps)
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    expected = [r["loss"] for r in read_metrics(tmp_path / "reference") if "loss" in r]
+    assert len(expected) == steps
+
+    run_dir = tmp_path / "killed"
+    process = _start(raw_dataset, run_dir, steps)
+    deadline = time.monotonic() + 600
+    while not any(p.name == "checkpoint-4" for p in complete_checkpoints(run_dir)):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = [r["step"] for r in read_metrics(run_dir) if "loss" in r]
+    assert max(done) < steps  # killed mid-run
+
+    resumed = _start(raw_dataset, run_dir, steps, "resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    losses = [r["loss"] for r in read_metrics(run_dir) if "loss" in r]
+    assert [r["step"] for r in read_metrics(run_dir) if "loss" in r] == list(range(1, steps + 1))
+    assert losses == pytest.approx(expected, rel=1e-5)
