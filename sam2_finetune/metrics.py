@@ -55,6 +55,7 @@ from sam2_finetune.outputs import atomic_write_text
 __all__ = [
     "BASELINES",
     "BOX_TASKS",
+    "DETECTION_SCORE",
     "BoxMetrics",
     "BoxScores",
     "CountMetrics",
@@ -935,12 +936,12 @@ def prior_from_rows(rows: Iterable[Mapping[str, Any]]) -> PriorBoxes:
             objects[obj.label] += 1
         for label in {obj.label for obj in truth.objects}:
             images[label] += 1
-    boxes = {
-        label: tuple(round(float(v), 12) for v in sums[label] / objects[label])
-        for label in sorted(sums)
-    }
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    for label in sorted(sums):
+        x, y, w, h = (round(float(v), 12) for v in sums[label] / objects[label])
+        boxes[label] = (x, y, w, h)
     counts = {label: max(1, round(objects[label] / images[label])) for label in sorted(sums)}
-    return PriorBoxes(boxes=boxes, counts=counts)  # type: ignore[arg-type]
+    return PriorBoxes(boxes=boxes, counts=counts)
 
 
 def baseline_answer(
