@@ -14,9 +14,9 @@ answers (:class:`sam2_finetune.answer_formats.ParsedAnswer`), plus one class tha
   there times the recall reached, a little more through COCO's interpolation; an extra box named
   before a right one costs more than one named after it. COCOeval's ``-1`` (undefined: no ground
   truth) is reported as ``None``, never as a score.
-- A predicted label outside the training labels cannot be a detection of any class: it is left out
-  of AP, and counted in ``unknown_labels``. Labels are compared exactly as given: normalise them
-  (as convert does) before parsing or scoring.
+- In ``detect``, a predicted label outside the training labels cannot be a detection of any
+  class: it is left out of AP, and counted in ``unknown_labels`` (in every task). Labels are
+  compared exactly as given: normalise them (as convert does) before scoring.
 - A parse failure is an answer whose ``ParsedAnswer.ok`` is False. It is counted per task; what
   it did read (a truncated JSON list keeps its complete objects) is scored, so an unreadable answer
   scores as an empty one: every object of its image is missed.
