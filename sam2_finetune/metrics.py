@@ -35,6 +35,7 @@ never kept; boxes are (a few numbers per object) because COCOeval needs the whol
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import math
@@ -82,8 +83,8 @@ BOX_TASKS = ("detect", "ground")
 BASELINES = ("prior", "empty")
 # Every detection's score: answers state no confidence (see the module docstring).
 DETECTION_SCORE = 1.0
-# COCOeval's default parameters: IoU thresholds .50:.05:.95, area range "all" is index 0 and
-# maxDets=100 the last of [1, 10, 100].
+# COCOeval's default IoU thresholds (.50:.05:.95); of its area ranges and detection limits only
+# "all" and 100 are reported, so only those are computed (its per-image loop is the cost).
 _AREA_ALL = 0
 _MAX_DETS_100 = -1
 
@@ -647,7 +648,7 @@ class MetricsAccumulator:
                 )
                 files[name] = str(path)
         evaluator = _coco_eval(dataset, state.detections)
-        precision, recall = _run(evaluator, None)
+        precision, recall = _run(evaluator)
         overall = _scores(precision, recall, slice(None))
         truth_per_class = Counter(a["category_id"] for a in state.truth)
         pred_per_class = Counter(d["category_id"] for d in state.detections)
@@ -667,7 +668,7 @@ class MetricsAccumulator:
         truth_per_video = Counter(video_of[a["image_id"]] for a in state.truth)
         pred_per_video = Counter(video_of[d["image_id"]] for d in state.detections)
         for video, ids in sorted(videos.items()):
-            v_precision, v_recall = _run(evaluator, ids)
+            v_precision, v_recall = _run_subset(evaluator, ids)
             per_video[video] = BoxScores(
                 **_scores(v_precision, v_recall, slice(None)),
                 mean_iou=state.iou_video[video].mean if video in state.iou_video else None,
@@ -769,17 +770,45 @@ def _coco_eval(dataset: dict[str, Any], detections: list[dict[str, Any]]) -> Any
                 "annotations": [],
             }
             results.createIndex()
-        return COCOeval(truth, results, "bbox")
+        evaluator = COCOeval(truth, results, "bbox")
+    evaluator.params.areaRng = [evaluator.params.areaRng[_AREA_ALL]]
+    evaluator.params.areaRngLbl = ["all"]
+    evaluator.params.maxDets = [100]
+    return evaluator
 
 
-def _run(evaluator: Any, image_ids: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate and accumulate over ``image_ids`` (all images when None); return COCOeval's
-    ``precision`` [T, R, K] and ``recall`` [T, K] at area "all", maxDets 100."""
-    if image_ids is not None:
-        evaluator.params.imgIds = image_ids
+def _run(evaluator: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate and accumulate over every image; return COCOeval's ``precision`` [T, R, K] and
+    ``recall`` [T, K] at area "all", maxDets 100."""
     with _quiet():
         evaluator.evaluate()
         evaluator.accumulate()
+    return _at_all_100(evaluator)
+
+
+def _run_subset(evaluator: Any, image_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_run` restricted to ``image_ids`` (a video), reusing the per-image matches of the
+    evaluated ``evaluator``: what ``COCOeval`` with ``params.imgIds = image_ids`` gives (tested),
+    without matching every image again. ``evalImgs`` is laid out category, area range, image."""
+    params = evaluator._paramsEval
+    position = {image_id: i for i, image_id in enumerate(params.imgIds)}
+    n_images = len(params.imgIds)
+    blocks = len(params.catIds) * len(params.areaRng)
+    subset = copy.copy(evaluator)
+    subset.params = copy.deepcopy(evaluator.params)
+    subset.params.imgIds = list(image_ids)
+    subset._paramsEval = copy.deepcopy(subset.params)
+    subset.evalImgs = [
+        evaluator.evalImgs[block * n_images + position[image_id]]
+        for block in range(blocks)
+        for image_id in image_ids
+    ]
+    with _quiet():
+        subset.accumulate()
+    return _at_all_100(subset)
+
+
+def _at_all_100(evaluator: Any) -> tuple[np.ndarray, np.ndarray]:
     precision = evaluator.eval["precision"][:, :, :, _AREA_ALL, _MAX_DETS_100]
     recall = evaluator.eval["recall"][:, :, _AREA_ALL, _MAX_DETS_100]
     return precision, recall
