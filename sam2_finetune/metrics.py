@@ -249,6 +249,9 @@ class CountMetrics(CountScores):
 class ImageScore:
     """What one example scored, for ``predictions.jsonl`` / ``per_image.csv``.
 
+    ``truth_objects``: the objects scored (the asked label's only, when one was asked);
+    ``predicted_objects``: the objects the answer holds, as parsed.
+
     Box tasks: ``matched50`` (predicted boxes matched one-to-one to truth of the same label at
     IoU >= 0.5, greedily by IoU) and ``mean_iou`` (best-match IoU per truth box; None without
     truth). Segment: ``mask_iou`` / ``mask_dice`` of the example's pixels (None when both are
