@@ -142,7 +142,7 @@ def _read_text(path: Path, what: str) -> str:
         data = path.read_bytes()
     except FileNotFoundError:
         raise OptionsError(
-            describe(f"no such {what} file", file=path, fix="check the path")
+            describe(f"no such {what} file (cannot read it)", file=path, fix="check the path")
         ) from None
     except IsADirectoryError:
         raise OptionsError(
@@ -190,20 +190,20 @@ def load_yaml_text(text: str, source: str | Path, what: str) -> Any:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise OptionsError(
-            f"{where}: invalid YAML in the {what}: {problem}. Fix: correct the syntax at that "
+            f"{where}: the {what} is not valid YAML: {problem}. Fix: correct the syntax at that "
             "line (indentation, a missing ':' or an unclosed quote or bracket)."
         ) from None
     finally:
         loader.dispose()
 
 
-def _mapping(data: Any, path: Path, what: str, expected: str) -> dict[str, Any]:
+def _mapping(data: Any, path: Path, what: str, shape: str, expected: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise OptionsError(
             describe(
-                f"the {what} must be a mapping",
+                f"the {what} must be {shape}",
                 file=path,
                 expected=expected,
                 found=f"a {type(data).__name__}",
@@ -213,15 +213,20 @@ def _mapping(data: Any, path: Path, what: str, expected: str) -> dict[str, Any]:
     return data
 
 
-def read_yaml(path: str | Path, what: str, expected: str = "`key: value` pairs") -> dict[str, Any]:
-    """The YAML mapping in ``path`` (a ``what``: "config", "label map"); an empty file is ``{}``.
+def read_yaml(
+    path: str | Path, what: str, *, shape: str = "a mapping", expected: str = "`key: value` pairs"
+) -> dict[str, Any]:
+    """The YAML mapping in ``path``; an empty file is ``{}``. ``what`` names the file's role
+    in messages ("config", "label map"); ``shape`` and ``expected`` say what its top level
+    must be.
 
     Raises :class:`OptionsError` naming the file (and line) for a missing or unreadable file,
     text that is not UTF-8, invalid YAML, a duplicate key, a recursive or exploding alias, too
-    deep nesting, or a top level that is not a mapping (``expected`` says what it should hold).
+    deep nesting, or a top level that is not a mapping.
     """
     path = Path(path)
-    return _mapping(load_yaml_text(_read_text(path, what), path, what), path, what, expected)
+    data = load_yaml_text(_read_text(path, what), path, what)
+    return _mapping(data, path, what, shape, expected)
 
 
 # Strings first (they may hold brackets), then every bracket outside them.
@@ -271,27 +276,43 @@ def load_json_text(text: str, source: str | Path, what: str) -> Any:
         ) from None
     except ValueError as exc:  # JSONDecodeError is a ValueError
         raise OptionsError(
-            describe(f"invalid JSON in the {what} ({exc})", file=path, fix="correct the syntax")
+            describe(f"the {what} is not valid JSON ({exc})", file=path, fix="correct the syntax")
         ) from None
 
 
-def read_json(path: str | Path, what: str, expected: str = '{"key": value, ...}') -> dict[str, Any]:
-    """The JSON object in ``path``, with the checks of :func:`read_yaml` (see
-    :func:`load_json_text`); :class:`OptionsError` naming the file otherwise."""
+def read_json(
+    path: str | Path, what: str, *, shape: str = "a mapping", expected: str = '{"key": value}'
+) -> dict[str, Any]:
+    """The JSON object in ``path``, refused as :func:`read_yaml` refuses (nesting, duplicate
+    keys, not UTF-8, not an object) with one :class:`OptionsError` naming the file."""
     path = Path(path)
-    return _mapping(load_json_text(_read_text(path, what), path, what), path, what, expected)
+    data = load_json_text(_read_text(path, what), path, what)
+    return _mapping(data, path, what, shape, expected)
 
 
 def read_mapping(
-    path: str | Path, what: str, expected: str = "`key: value` pairs"
+    path: str | Path, what: str, *, shape: str = "a mapping", expected: str = "`key: value` pairs"
 ) -> dict[str, Any]:
-    """``path`` read as JSON when it ends in ``.json``, else as YAML."""
-    if Path(path).suffix.lower() == ".json":
-        return read_json(path, what, expected)
-    return read_yaml(path, what, expected)
+    """``path`` read as JSON when it ends in ``.json``, else as YAML (which also reads JSON)."""
+    read = read_json if Path(path).suffix.lower() == ".json" else read_yaml
+    return read(path, what, shape=shape, expected=expected)
 
 
 def parse_yaml_value(text: str, source: str) -> Any:
-    """One YAML value typed by the user (a ``--set`` value), with the loader's bounds;
-    ``source`` names it in messages (``--set training.seed=...``)."""
-    return load_yaml_text(text, source, "value")
+    """One YAML value typed by the user (a ``--set`` value), with the loader's bounds; text
+    that is not valid YAML stays a string. ``source`` names it in messages.
+
+    >>> parse_yaml_value("[detect, count]", "--set data.tasks")
+    ['detect', 'count']
+    >>> parse_yaml_value("a: b: c", "--set x")
+    'a: b: c'
+    """
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except HostileFileError as exc:
+        raise _hostile(Path(source), "value", exc) from None
+    except (yaml.YAMLError, _DuplicateKey):
+        return text
+    finally:
+        loader.dispose()

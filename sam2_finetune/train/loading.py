@@ -82,7 +82,7 @@ def config_source(config: str | Path) -> Path:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A config file's mapping (see :func:`sam2_finetune.files.read_yaml` for what is refused),
     with YAML 1.2 floats (``1e-4`` is a number)."""
-    data = read_yaml_file(path, "config", expected="a mapping of sections (model:, data:, ...)")
+    data = read_yaml_file(path, "config", expected="sections model:, data:, training:, ...")
     return yaml12_floats(data)
 
 
@@ -114,12 +114,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
                 fix="write e.g. --set training.learning_rate=1e-4",
             )
         )
-    try:
-        value = parse_yaml_value(raw, f"--set {key.strip()}") if raw.strip() else None
-    except OptionsError as exc:
-        if "invalid YAML" not in str(exc):
-            raise
-        value = raw
+    value = parse_yaml_value(raw, f"--set {key.strip()}") if raw.strip() else None
     return [p.strip() for p in parts], yaml12_floats(value)
 
 
