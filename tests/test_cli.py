@@ -1,4 +1,6 @@
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +328,38 @@ def test_version_is_the_installed_packages(capsys):
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"sam2-finetune {version('sam2-finetune')}\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The Makefile
+# --------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_help_lists_every_target_and_variable_with_a_line():
+    result = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, check=True
+    )
+    makefile = (ROOT / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*?)(?<!\\)\n", makefile, re.S | re.M).group(1)
+    targets = phony.replace("\\", " ").split()
+    listed = {line.split()[0]: line for line in result.stdout.splitlines() if line[:2] == "  "}
+    for target in targets:
+        line = next((v for k, v in listed.items() if target in v.split("  ")[1].split()), None)
+        assert line is not None and len(line.split()) > 1, f"make help: {target} has no line"
+    for variable in ("EXPORTS", "FRAMES", "RATIOS", "OUT", "ARGS", "CONFIG"):
+        assert variable in listed, variable
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_passes_each_frames_source_as_its_own_option():
+    result = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "convert", "FRAMES=a=x b=y", "EXPORTS=a.zip b.zip"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = next(line for line in result.stdout.splitlines() if " convert " in line)
+    assert "--frames a=x --frames b=y a.zip b.zip" in " ".join(command.split())
