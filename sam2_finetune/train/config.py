@@ -378,7 +378,7 @@ class TrainingSection(BaseModel):
                     ("max_steps",) if self.epochs is not None else ("epochs",),
                     self.max_steps if self.epochs is not None else None,
                     f"set exactly one of training.epochs and training.max_steps ({which}); "
-                    "e.g. --set training.epochs=null training.max_steps=100",
+                    "e.g. --set training.epochs=null --set training.max_steps=100",
                 )
             )
         if self.metric_for_best_model is not None and self.eval_steps is None:
