@@ -135,6 +135,8 @@ def add_model_arguments(
             kwargs["metavar"] = flag_name.upper()
             group.add_argument(dest, **kwargs)
             continue
+        if "choices" not in kwargs and kwargs.get("action") is not argparse.BooleanOptionalAction:
+            kwargs.setdefault("metavar", flag_name.upper())  # MAX_RATIO, not LIMITS.MAX_RATIO
         group.add_argument(flag, dest=dest, **kwargs)
 
 

@@ -263,6 +263,22 @@ def clean_message(message: str) -> str:
     return message
 
 
+def _per_option(error: ValidationError, model: type[BaseModel]) -> list[Any]:
+    """pydantic's errors, with a model-level validator's ``"ratios: must add up to 1; ..."``
+    (no location of its own) split into one error per ``option: problem`` part, located at
+    that option, so that it is named as the user wrote it."""
+    items = []
+    for item in error.errors():
+        parts = clean_message(item["msg"]).split("; ")
+        heads = [part.partition(": ") for part in parts]
+        if item["loc"] or not all(sep and field_at(model, (head,)) for head, sep, _ in heads):
+            items.append(item)
+            continue
+        for head, _, problem in heads:
+            items.append({**item, "loc": (head,), "msg": problem, "type": "value_error"})
+    return items
+
+
 def format_validation_error(
     error: ValidationError,
     what: str,
@@ -289,7 +305,7 @@ def format_validation_error(
     """
     lines: list[str] = []
     union_lines: dict[tuple[str | int, ...], int] = {}
-    for item in error.errors():
+    for item in _per_option(error, model):
         loc = tuple(item["loc"])
         value = item.get("input")
         if _is_union_member(model, loc):
@@ -313,7 +329,8 @@ def format_validation_error(
             lines.append(f"  - {name(loc)}: required option is missing")
             continue
         got = "" if isinstance(value, dict) and item["type"] != "cross_field" else shown(value)
-        line = f"  - {name(loc)}: {clean_message(item['msg'])}{f' (got {got})' if got else ''}"
+        where = f"{name(loc)}: " if loc else ""  # a rule of the whole model says what it is
+        line = f"  - {where}{clean_message(item['msg'])}{f' (got {got})' if got else ''}"
         # Literal errors already list the choices; cross-field and the validators' own
         # messages state their rule.
         if item["type"] not in ("cross_field", "literal_error", "value_error", "assertion_error"):

@@ -363,3 +363,13 @@ def test_make_passes_each_frames_source_as_its_own_option():
     )
     command = next(line for line in result.stdout.splitlines() if " convert " in line)
     assert "--frames a=x --frames b=y a.zip b.zip" in " ".join(command.split())
+
+
+def test_a_whole_model_rule_naming_its_option_is_named_as_the_flag(capsys):
+    """ValidateOptions checks --ratios in a model validator ("ratios: must add up to 1"): the
+    line still names the flag, not pydantic's empty location."""
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "street_scene.zip"
+    assert main(["validate", str(sample), "--ratios", "0.5", "0.5", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "\n  - --ratios: must add up to 1 (got 1.5)\n" in err
+    assert "(options)" not in err and "Value error" not in err
