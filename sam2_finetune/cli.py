@@ -47,6 +47,7 @@ from typing import Any, Literal, NoReturn, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from sam2_finetune import __version__
 from sam2_finetune.errors import OptionsError, Sam2FinetuneError, format_validation_error
 
 # name -> ("module:function", one-line help). The function takes one options model and returns
@@ -291,25 +292,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}. Fix: see `{self.prog} --help`.\n")
 
 
-def package_version() -> str:
-    """The installed distribution's version, else the source tree's ``__version__``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sam2-finetune")
-    except PackageNotFoundError:
-        from sam2_finetune import __version__
-
-        return __version__
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s module is imported to build its options."""
     parser = _Parser(
         prog="sam2-finetune",
         description="Turn SAM2 video-annotation exports into fine-tuned vision-language models.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (target, help_text) in COMMANDS.items():
         if name == command:

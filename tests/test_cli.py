@@ -373,3 +373,14 @@ def test_a_whole_model_rule_naming_its_option_is_named_as_the_flag(capsys):
     err = capsys.readouterr().err
     assert "\n  - --ratios: must add up to 1 (got 1.5)\n" in err
     assert "(options)" not in err and "Value error" not in err
+
+
+def test_the_package_version_is_the_installed_metadata():
+    """pyproject.toml holds the version once; the package and --version read it."""
+    import tomllib
+    from importlib.metadata import version
+
+    import sam2_finetune
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert sam2_finetune.__version__ == version("sam2-finetune") == pyproject["project"]["version"]
