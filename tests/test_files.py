@@ -1,6 +1,7 @@
 """The safe reader of user YAML / JSON: hostile files are refused before anything expands."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -180,3 +181,58 @@ def test_the_loader_is_a_safe_loader():
     assert issubclass(BoundedLoader, yaml.SafeLoader)
     with pytest.raises(yaml.YAMLError):
         yaml.load("!!python/object/apply:os.system ['true']", Loader=BoundedLoader)
+
+
+# Every place the package reads a YAML or JSON file a user hands it goes through files.py:
+# a hostile file is one message from each, never a RecursionError or a hang.
+DEEP_JSON = '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"
+
+
+def _label_map(path):
+    load_label_map(path)
+
+
+def _config(path):
+    load_config(path)
+
+
+def _keep_test(path):
+    from sam2_finetune.convert import ConvertOptions, convert
+    from sam2_finetune.split import SplitOptions, split
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "street_scene.zip"
+    data = path.parent / "hf"
+    convert(ConvertOptions(exports=[sample], out=data))
+    split(SplitOptions(dataset=data, out=path.parent / "out", keep_test=path))
+
+
+def _checkpoint_config(path):
+    from sam2_finetune.models.loading import load_processor
+
+    (path.parent / "config.json").write_text(path.read_text())
+    load_processor(path.parent, "smolvlm")
+
+
+@pytest.mark.parametrize(
+    ("reader", "name", "text"),
+    [
+        (_label_map, "labels.yaml", "a: &a [*a]\n"),
+        (_label_map, "labels.yaml", alias_bomb()),
+        (_label_map, "labels.json", DEEP_JSON),
+        (_config, "config.yaml", alias_bomb()),
+        (_config, "config.yaml", "[" * 50_000 + "]" * 50_000),
+        (_keep_test, "split_manifest.json", DEEP_JSON),
+        (_checkpoint_config, "checkpoint.json", DEEP_JSON),
+    ],
+)
+def test_every_reader_of_user_files_refuses_hostile_ones_in_one_message(
+    tmp_path, reader, name, text
+):
+    from sam2_finetune.errors import Sam2FinetuneError
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(Sam2FinetuneError) as info:
+        reader(path)
+    message = str(info.value)
+    assert "is refused" in message and "Fix:" in message
