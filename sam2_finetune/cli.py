@@ -48,7 +48,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from sam2_finetune import __version__
-from sam2_finetune.errors import OptionsError, Sam2FinetuneError, format_validation_error
+from sam2_finetune.errors import (
+    OptionsError,
+    Sam2FinetuneError,
+    format_validation_error,
+    model_field,
+)
 
 # name -> ("module:function", one-line help). The function takes one options model and returns
 # an exit status. Literal table: adding a stage is adding a row.
@@ -232,7 +237,7 @@ def option_name(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if not _is_model(current):
             break
-        info = _field(current, str(part))
+        info = model_field(current, str(part))
         if info is None:
             break
         name = info.alias or str(part)
@@ -241,12 +246,6 @@ def option_name(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
         parts.append(name)
         current = _unwrap_optional(info.annotation)
     return "--" + ".".join(parts).replace("_", "-") if parts else "(options)"
-
-
-def _field(model: type[BaseModel], name: str) -> FieldInfo | None:
-    if name in model.model_fields:
-        return model.model_fields[name]
-    return next((i for i in model.model_fields.values() if i.alias == name), None)
 
 
 def as_typed(value: Any) -> str:

@@ -128,7 +128,7 @@ def field_at(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[Any, lis
     for part in loc:
         base = _unwrap(annotation)
         if _is_model(base):
-            info = _model_field(base, str(part))
+            info = model_field(base, str(part))
             if info is None:
                 return None
             annotation, metadata = info.annotation, list(info.metadata)
@@ -146,7 +146,8 @@ def field_at(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[Any, lis
     return annotation, metadata
 
 
-def _model_field(model: type[BaseModel], name: str) -> FieldInfo | None:
+def model_field(model: type[BaseModel], name: str) -> FieldInfo | None:
+    """The field of ``model`` called ``name`` or aliased so (``json`` for ``json_output``)."""
     if name in model.model_fields:
         return model.model_fields[name]
     return next((i for i in model.model_fields.values() if i.alias == name), None)
