@@ -3,6 +3,10 @@
 Every user-facing failure is a :class:`Sam2FinetuneError` whose message names where the problem
 is (file, member, frame, object, field), what was expected, what was found, and what to do. The CLI
 prints that message alone, without a traceback.
+
+:func:`format_validation_error` words a pydantic ``ValidationError`` the same way for the CLI
+(options named as flags, ``--ratios``) and for config files (YAML key paths,
+``training.learning_rate``): one formatter, so both say the same things the same way.
 """
 
 from __future__ import annotations
