@@ -1,5 +1,8 @@
-# sam2-finetune: `make demo` and `make test` set everything up themselves.
-# Stage targets take make variables, e.g. `make convert EXPORTS="a.zip b.zip" OUT=data/hf`.
+# sam2-finetune: `make demo` and `make test` set everything up themselves; `make help` lists
+# the targets and their variables. Stage targets take make variables, e.g.
+# `make convert EXPORTS="a.zip b.zip" OUT=data/hf`.
+# `## text` after a target, or a `## VARIABLE text` line above a variable, is its line in
+# `make help`.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -12,22 +15,37 @@ export HF_DATASETS_OFFLINE := 1
 
 # Stage variables (override on the command line). Defaults chain the stages:
 # convert -> data/$(TO), split data/hf -> data/split, leakage data/split.
+## EXPORTS  SAM2 export ZIPs or folders (info, convert, validate)
 EXPORTS  ?= $(wildcard sample_data/*.zip)
+## TO       convert: output format (hf, llava, sharegpt, coco)
 TO       ?= hf
+## OUT      output folder (default: data/TO, data/split, data/tiny-FAMILY)
+OUT      ?=
+## DATASET  split / leakage input (default: data/hf, data/split)
+DATASET  ?=
+## REPORT   validate: Markdown report path
 REPORT   ?= data/report.md
+## STRATEGY split: temporal, stratified or random
 STRATEGY ?= temporal
+## RATIOS   split: train, validation and test shares (three numbers)
 RATIOS   ?= 0.8 0.1 0.1
+## SEED     split: seed
 SEED     ?= 42
+## CONFIG   check: a config file or preset name
 CONFIG   ?= presets/quick_test.yaml
+## FAMILY   tiny-model: model family
+FAMILY   ?= smolvlm
+## FRAMES   raw frames: one folder/video per export in order, or EXPORT=PATH pairs
 FRAMES   ?=
+## ARGS     more options for the command, e.g. ARGS=--overwrite
 ARGS     ?=
-# Raw frames replacing overlays: FRAMES="dir_or_video ..." (one per export) or EXPORT=PATH pairs.
-FRAMES_ARG = $(if $(FRAMES),--frames $(FRAMES) --)
+# Each FRAMES word becomes its own --frames option (the CLI takes one value per --frames).
+FRAMES_ARG = $(foreach source,$(FRAMES),--frames $(source))
 
-.PHONY: setup demo test test-fast lint format info convert validate split leakage train evaluate \
-        export models check tiny-model bench clean
+.PHONY: help setup demo test test-fast lint format info convert validate split leakage train \
+        evaluate export models check tiny-model bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) ## Create .venv: torch 2.13.0 (CPU), then the package with its dev extra
 
 # torch first, exactly 2.13.0 (a CPU wheel on these machines); then the package and its dev
 # extra under constraints.txt, which pins torch so nothing upgrades it. Re-runs only when the
@@ -38,58 +56,65 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-demo: setup
+help: ## List the targets and their variables
+	@echo "Targets (make TARGET [VARIABLE=value ...]):"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z -]*:.*## / {printf "  %-22s %s\n", $$1, $$2}' \
+		$(firstword $(MAKEFILE_LIST))
+	@echo "Variables:"
+	@awk '/^## [A-Z_]+ / {name = $$2; sub(/^## [A-Z_]+ +/, ""); printf "  %-22s %s\n", name, $$0}' \
+		$(firstword $(MAKEFILE_LIST))
+
+demo: setup ## Run the whole pipeline on the sample data (demo_output/)
 	$(BIN)/python -m sam2_finetune.demo $(ARGS)
 
-test: setup
+test: setup ## Run the test suite (pytest -n 2)
 	$(BIN)/python -m pytest -n 2 --durations=15 $(ARGS)
 
-test-fast: setup
+test-fast: setup ## Run the tests not marked slow
 	$(BIN)/python -m pytest -n 2 -m "not slow" $(ARGS)
 
-lint: setup
+lint: setup ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: setup
+format: setup ## ruff format and ruff check --fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-info: setup
+info: setup ## Summarise EXPORTS
 	$(CLI) info $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
-convert: setup
+convert: setup ## Convert EXPORTS to TO in OUT
 	$(CLI) convert --to $(TO) --out $(or $(OUT),data/$(TO)) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
-validate: setup
+validate: setup ## Check EXPORTS' data quality; write REPORT
 	$(CLI) validate --report $(REPORT) $(ARGS) $(FRAMES_ARG) $(EXPORTS)
 
-split: setup
+split: setup ## Split DATASET into train/validation/test in OUT (STRATEGY, RATIOS, SEED)
 	$(CLI) split $(or $(DATASET),data/hf) --out $(or $(OUT),data/split) --strategy $(STRATEGY) \
-		--seed $(SEED) $(ARGS) --ratios $(RATIOS)
+		--ratios $(RATIOS) --seed $(SEED) $(ARGS)
 
-leakage: setup
+leakage: setup ## Check a split DATASET for leakage between its splits
 	$(CLI) leakage $(or $(DATASET),data/split) $(ARGS)
 
-models: setup
+models: setup ## List model families with memory estimates
 	$(CLI) models $(ARGS)
 
-check: setup
+check: setup ## Check this machine against CONFIG
 	$(CLI) check $(CONFIG) $(ARGS)
 
-FAMILY ?= smolvlm
-tiny-model: setup
+tiny-model: setup ## Build a tiny offline model of FAMILY in OUT
 	$(CLI) tiny-model $(FAMILY) --out $(or $(OUT),data/tiny-$(FAMILY)) $(ARGS)
 
 # Not built yet: say so plainly instead of failing somewhere inside the CLI.
-train evaluate export:
+train evaluate export: ## Not built yet (says so)
 	@echo "make $@: the $@ stage is not built yet (see the stage table in README.md)." >&2
 	@exit 2
 
-bench: setup
+bench: setup ## Run the ingest, convert and validate benchmarks
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/bench_validate.py
 
-clean:
+clean: ## Remove data/, demo_output/ and caches
 	rm -rf data demo_output .pytest_cache .ruff_cache

@@ -5,4 +5,10 @@ The pipeline, one module per stage: ``ingest`` -> ``convert`` -> ``validate`` ->
 stage you need, e.g. ``from sam2_finetune.ingest import read_export``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+# One source of truth: pyproject.toml's version, as installed (editable installs included).
+try:
+    __version__ = version("sam2-finetune")
+except PackageNotFoundError:  # a source tree on sys.path without installing it
+    __version__ = "0+unknown"

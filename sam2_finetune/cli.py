@@ -2,19 +2,26 @@
 
 Each stage declares its options once, as a pydantic model (field types, defaults, descriptions,
 bounds). This module turns such a model into an ``argparse`` parser, so a flag exists exactly
-where the Python API's option does and cannot drift from it:
+where the Python API's option does and cannot drift from it. The mapping, in one place
+(:func:`add_model_arguments`):
 
-- ``list[...]`` fields take several values (``--ratios 0.8 0.1 0.1``; positional ``EXPORT...``);
-  a repeated flag adds to them,
+- a field marked ``json_schema_extra={"positional": True}`` is positional; a list one takes
+  every positional value (``EXPORTS...``). Only positionals take a variable number of values,
+  so no flag can swallow them, and ``--`` ends the flags as POSIX says: everything after it is
+  positional (``info -- -odd-name.zip``);
+- a list of fixed length takes exactly that many values: ``tuple[int, int]``, a list with
+  ``min_length == max_length``, or ``json_schema_extra={"nargs": 3}`` where the model checks the
+  length itself with its own message (``--ratios 0.8 0.1 0.1``, ``--frame-size 1920 1080``);
+- any other list takes one value per flag, and the flag is repeated for more
+  (``--frames a=DIR --frames b=DIR``, ``--set a.b=1 --set c=2``);
 - ``bool`` fields become ``--flag / --no-flag``, ``Literal`` fields get ``choices``,
-- nested models become dotted flags (``--training.learning_rate 1e-4``),
-- a field marked ``json_schema_extra={"positional": True}`` is positional; written after a
-  multi-value flag's values it is still read as the positional when it cannot be one of the
-  flag's items (``check --set a=b CONFIG``).
+- nested models become dotted flags (``--training.learning-rate 1e-4``).
 
 Values go to pydantic unchanged, so the CLI and Python report the same validation errors, all at
-once. Stage modules are imported only for the command that runs, which keeps data commands free
-of torch and transformers.
+once; :func:`validate_options` words them with the shared formatter
+(:func:`sam2_finetune.errors.format_validation_error`), naming each option as it is typed
+(``--ratios``, ``DATASET``). Stage modules are imported only for the command that runs, which
+keeps data commands free of torch and transformers.
 
 Why plain ``argparse`` and not jsonargparse, typer or pydantic-settings' CLI: the options already
 are pydantic models, and this mapping is the only glue needed (about a hundred lines, no
@@ -27,12 +34,9 @@ lean (``info`` is benchmarked against reading the ZIP alone).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import inspect
-import io
 import os
-import re
 import sys
 import types
 import typing
@@ -40,10 +44,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from sam2_finetune.errors import OptionsError, Sam2FinetuneError
+from sam2_finetune import __version__
+from sam2_finetune.errors import (
+    OptionsError,
+    Sam2FinetuneError,
+    format_validation_error,
+    model_field,
+)
 
 # name -> ("module:function", one-line help). The function takes one options model and returns
 # an exit status. Literal table: adding a stage is adding a row.
@@ -79,8 +89,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-_MISSING = object()
-
 
 def options_model(function: Callable[..., Any]) -> type[BaseModel]:
     """The pydantic model a command function takes as its single argument."""
@@ -103,10 +111,16 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
+def _is_positional(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return bool(extra.get("positional"))
+
+
 def add_model_arguments(
     parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = ""
 ) -> None:
-    """Add one argument per field of ``model`` (recursively for nested models)."""
+    """Add one argument per field of ``model`` (recursively for nested models), following the
+    mapping in this module's docstring."""
     group = parser.add_argument_group(prefix.rstrip(".") or None) if prefix else parser
     for name, info in model.model_fields.items():
         flag_name = info.alias or name
@@ -115,24 +129,48 @@ def add_model_arguments(
         if _is_model(annotation):
             add_model_arguments(parser, annotation, prefix=dest + ".")
             continue
-        kwargs = _argument_kwargs(annotation, info)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("positional") and not prefix:
-            if kwargs.get("nargs") is None and info.is_required():
-                kwargs.pop("nargs", None)
+        flag = "--" + (prefix + flag_name).replace("_", "-")
+        kwargs = _argument_kwargs(annotation, info, flag)
+        if _is_positional(info) and not prefix:
+            if kwargs.pop("action", None) == "append":  # a list: every positional value
+                kwargs["nargs"] = "+" if info.is_required() else "*"
+                kwargs["help"] = kwargs["help"].removesuffix(_repeat_help(flag))
             elif not info.is_required():
-                kwargs["nargs"] = "*" if kwargs.get("nargs") else "?"
+                kwargs["nargs"] = "?"
             kwargs.pop("required", None)
             kwargs["metavar"] = flag_name.upper()
             group.add_argument(dest, **kwargs)
             continue
-        flag = "--" + (prefix + flag_name).replace("_", "-")
-        if kwargs.get("nargs") == "+":
-            kwargs["action"] = "extend"  # `--set a=1 --set b=2` keeps both, not only the last
+        if "choices" not in kwargs and kwargs.get("action") is not argparse.BooleanOptionalAction:
+            kwargs.setdefault("metavar", flag_name.upper())  # MAX_RATIO, not LIMITS.MAX_RATIO
         group.add_argument(flag, dest=dest, **kwargs)
 
 
-def _argument_kwargs(annotation: Any, info: FieldInfo) -> dict[str, Any]:
+def _repeat_help(flag: str) -> str:
+    return f" Repeat {flag} for each value."
+
+
+def _fixed_length(annotation: Any, info: FieldInfo) -> int | None:
+    """How many values a list option takes, when the model fixes it: ``tuple[int, int]``, a
+    list with ``min_length == max_length``, or ``json_schema_extra={"nargs": N}``."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if isinstance(extra.get("nargs"), int):
+        return int(extra["nargs"])
+    args = get_args(annotation)
+    if get_origin(annotation) is tuple and args and Ellipsis not in args:
+        return len(args)
+    lengths = {
+        kind: getattr(item, kind)
+        for item in info.metadata
+        for kind in ("min_length", "max_length")
+        if getattr(item, kind, None) is not None
+    }
+    if lengths and lengths.get("min_length") == lengths.get("max_length"):
+        return lengths["min_length"]
+    return None
+
+
+def _argument_kwargs(annotation: Any, info: FieldInfo, flag: str) -> dict[str, Any]:
     help_text = (info.description or "").replace("%", "%%")
     if not info.is_required():
         default = info.get_default(call_default_factory=True)
@@ -148,7 +186,14 @@ def _argument_kwargs(annotation: Any, info: FieldInfo) -> dict[str, Any]:
         kwargs.pop("required", None)
         return kwargs
     if origin in (list, tuple, Sequence, set, frozenset) or annotation in (list, tuple):
-        kwargs["nargs"] = "+"
+        count = _fixed_length(annotation, info)
+        if count is None:
+            # One value per flag: a flag that took "every value up to the next flag" would
+            # also take a positional written after it.
+            kwargs["action"] = "append"
+            kwargs["help"] += _repeat_help(flag)
+        else:
+            kwargs["nargs"] = count
         inner = get_args(annotation)
         annotation = _unwrap_optional(inner[0]) if inner else str
         origin = get_origin(annotation)
@@ -172,114 +217,6 @@ def _literal_type(values: tuple[Any, ...]) -> Callable[[str], Any]:
     return choice
 
 
-def _multi_value_flags(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
-    """``--flag`` -> item type, for every option of ``model`` that takes several values."""
-    flags: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        flag_name = info.alias or name
-        annotation = _unwrap_optional(info.annotation)
-        if _is_model(annotation):
-            flags.update(_multi_value_flags(annotation, prefix + flag_name + "."))
-            continue
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("positional") and not prefix:
-            continue
-        if _argument_kwargs(annotation, info).get("nargs") == "+":
-            inner = get_args(annotation)
-            flags["--" + (prefix + flag_name).replace("_", "-")] = inner[0] if inner else str
-    return flags
-
-
-def _positional_names(model: type[BaseModel]) -> list[str]:
-    return [
-        info.alias or name
-        for name, info in model.model_fields.items()
-        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("positional")
-    ]
-
-
-def _is_flag(token: str) -> bool:
-    # As argparse: "-5" and "-.5" are values, "-x" / "--x" are flags.
-    return token.startswith("-") and not re.fullmatch(r"-\d+|-\d*\.\d+", token)
-
-
-# A number out of range is still the flag's (validation reports the range), not a positional.
-_OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
-
-
-def _is_item(adapter: TypeAdapter[Any], value: str) -> bool:
-    try:
-        adapter.validate_python(value)
-    except ValidationError as exc:
-        return all(error["type"] in _OUT_OF_RANGE for error in exc.errors())
-    return True
-
-
-def _positionals_first(argv: list[str], command: str, model: type[BaseModel]) -> list[str]:
-    """``argv`` with the values after a multi-value flag that cannot be its items moved to just
-    after ``command``: ``check --set a=b CONFIG`` -> ``check CONFIG --set a=b``.
-
-    argparse gives a ``nargs="+"`` flag every value up to the next flag, so a positional
-    written after one would be swallowed. Only the trailing run of values that fail the item
-    type moves (``CONFIG`` is no ``KEY=VALUE``, ``qwen2_vl`` no frame size; ``0`` is one,
-    out of range).
-    """
-    flags = _multi_value_flags(model)
-    start = argv.index(command) + 1
-    kept, moved = list(argv[:start]), []
-    i = start
-    while i < len(argv):
-        token = argv[i]
-        if token == "--":
-            kept += argv[i:]
-            break
-        kept.append(token)
-        i += 1
-        if token not in flags:
-            continue
-        end = i
-        while end < len(argv) and not _is_flag(argv[end]) and argv[end] != "--":
-            end += 1
-        values = argv[i:end]
-        adapter = TypeAdapter(flags[token])
-        fit = len(values)
-        while fit > 0 and not _is_item(adapter, values[fit - 1]):
-            fit -= 1
-        kept += values[:fit]
-        moved += values[fit:]
-        i = end
-    return kept[:start] + moved + kept[start:]
-
-
-def _parse_args(parser: argparse.ArgumentParser, argv: list[str], command: str | None) -> Any:
-    """``parser.parse_args(argv)``, reading a positional written after a multi-value flag's
-    values as the positional (see :func:`_positionals_first`)."""
-    if command is None or "-h" in argv or "--help" in argv:
-        return parser.parse_args(argv)
-    model = options_model(_load(COMMANDS[command][0]))
-    reordered = _positionals_first(argv, command, model)
-    if reordered == argv:
-        return parser.parse_args(argv)
-    # Move values only when the positionals came out empty, and keep the move only if it
-    # parses: otherwise a value that does not fit its flag is the user's typo (--frame-size 0
-    # 0), which validation reports naming the option.
-    namespace = _parse_quietly(parser, argv)
-    if namespace is None:
-        return parser.parse_args(reordered)
-    if all(getattr(namespace, name, None) for name in _positional_names(model)):
-        return namespace
-    return _parse_quietly(parser, reordered) or namespace
-
-
-def _parse_quietly(parser: argparse.ArgumentParser, argv: list[str]) -> Any:
-    """``parser.parse_args(argv)``, or None (and nothing printed) where it would exit."""
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return parser.parse_args(argv)
-        except SystemExit:
-            return None
-
-
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for key, value in flat.items():
@@ -291,24 +228,51 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def format_validation_error(error: ValidationError, what: str) -> str:
-    """Every problem of a pydantic validation, one per line, with path, value and rule."""
-    lines = [f"{what}: {error.error_count()} invalid option(s):"]
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(options)"
-        value = item.get("input", _MISSING)
-        shown = "" if value is _MISSING or isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  - {path}: {item['msg']}{shown}")
-    lines.append("Fix: correct the options above; `sam2-finetune <command> --help` lists them.")
-    return "\n".join(lines)
+def option_name(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
+    """An option as the user typed it, from a pydantic error location: ``("ratios",)`` ->
+    ``--ratios``, ``("set", 0)`` -> ``--set``, ``("limits", "max_ratio")`` ->
+    ``--limits.max-ratio``, a positional field -> its metavar (``DATASET``)."""
+    parts: list[str] = []
+    current: Any = model
+    for part in loc:
+        if not _is_model(current):
+            break
+        info = model_field(current, str(part))
+        if info is None:
+            break
+        name = info.alias or str(part)
+        if not parts and _is_positional(info):
+            return name.upper()
+        parts.append(name)
+        current = _unwrap_optional(info.annotation)
+    return "--" + ".".join(parts).replace("_", "-") if parts else "(options)"
 
 
-def validate_options(model: type[BaseModel], values: dict[str, Any], what: str) -> BaseModel:
-    """Build ``model`` from ``values`` or raise :class:`OptionsError` listing every problem."""
+def as_typed(value: Any) -> str:
+    """A value as it was typed on the command line: ``-1``, ``0.5 0.6 0.1``; quoted only where
+    the words would blur (empty, spaces)."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(as_typed(v) for v in value)
+    if isinstance(value, str) and value and not any(c.isspace() for c in value):
+        return value
+    return repr(value)
+
+
+def validate_options(model: type[BaseModel], values: dict[str, Any], command: str) -> BaseModel:
+    """Build ``model`` from ``values`` or raise :class:`OptionsError` listing every problem,
+    each named as the flag of ``sam2-finetune COMMAND``."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise OptionsError(format_validation_error(exc, what)) from None
+        message = format_validation_error(
+            exc,
+            f"sam2-finetune {command}",
+            model,
+            fix=f"correct the options above; `sam2-finetune {command} --help` lists them",
+            name=lambda loc: option_name(model, loc),
+            shown=as_typed,
+        )
+        raise OptionsError(message) from None
 
 
 def _load(target: str) -> Callable[[Any], int | None]:
@@ -324,13 +288,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the package's one-message errors instead of the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        hint = ""
-        if "arguments are required" in message:
-            hint = (
-                " (if a multi-value option such as --frames came just before, it took them:"
-                " put positional arguments first, or end the option's values with --)"
-            )
-        self.exit(2, f"error: {self.prog}: {message}{hint}. Fix: see `{self.prog} --help`.\n")
+        self.exit(2, f"error: {self.prog}: {message}. Fix: see `{self.prog} --help`.\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -339,6 +297,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="sam2-finetune",
         description="Turn SAM2 video-annotation exports into fine-tuned vision-language models.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (target, help_text) in COMMANDS.items():
         if name == command:
@@ -371,13 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = None
     try:
         parser = build_parser(command)
-        args = vars(_parse_args(parser, argv, command))
+        args = vars(parser.parse_args(argv))
         name = args.pop("command", None)
         if name is None:
             parser.print_help()
             return 0
         function = _load(COMMANDS[name][0])
-        options = validate_options(options_model(function), _nest(args), f"sam2-finetune {name}")
+        options = validate_options(options_model(function), _nest(args), name)
         return int(function(options) or 0)
     except Sam2FinetuneError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -239,9 +239,17 @@ def test_the_real_check_command_on_this_machine():
 @pytest.mark.parametrize(
     "argv",
     [
-        ["check", "quick_test", "--set", "training.learning_rate=-1", "model.lora_rank=0"],
-        ["check", "--set", "training.learning_rate=-1", "model.lora_rank=0", "quick_test"],
-        ["check", "--set", "training.learning_rate=-1", "model.lora_rank=0", "--", "quick_test"],
+        ["check", "quick_test", "--set", "training.learning_rate=-1", "--set", "model.lora_rank=0"],
+        ["check", "--set", "training.learning_rate=-1", "--set", "model.lora_rank=0", "quick_test"],
+        [
+            "check",
+            "--set",
+            "training.learning_rate=-1",
+            "--set",
+            "model.lora_rank=0",
+            "--",
+            "quick_test",
+        ],
         [
             "check",
             "--frame-size",
@@ -249,6 +257,7 @@ def test_the_real_check_command_on_this_machine():
             "360",
             "--set",
             "training.learning_rate=-1",
+            "--set",
             "model.lora_rank=0",
             "quick_test",
         ],
@@ -256,6 +265,7 @@ def test_the_real_check_command_on_this_machine():
             "check",
             "--set",
             "training.learning_rate=-1",
+            "--set",
             "model.lora_rank=0",
             "--json",
             "quick_test",
@@ -263,7 +273,7 @@ def test_the_real_check_command_on_this_machine():
     ],
 )
 def test_set_may_come_before_or_after_the_config(argv, capsys):
-    """`--set` takes several values; the config name after them is still the CONFIG argument."""
+    """`--set` takes one value per flag; the config name after it is the CONFIG argument."""
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "quick_test.yaml + 2 override(s): 2 invalid option(s)" in err, err
@@ -273,7 +283,7 @@ def test_set_may_come_before_or_after_the_config(argv, capsys):
 
 def test_set_repeated_adds_up_instead_of_keeping_the_last(capsys):
     argv = ["check", "--set", "training.learning_rate=5", "quick_test"]
-    assert main([*argv, "--set", "model.lora_rank=0", "data.max_length=1"]) == 2
+    assert main([*argv, "--set", "model.lora_rank=0", "--set", "data.max_length=1"]) == 2
     err = capsys.readouterr().err
     assert "+ 3 override(s): 3 invalid option(s)" in err
     assert "training.learning_rate" in err and "model.lora_rank" in err and "max_length" in err
@@ -282,12 +292,11 @@ def test_set_repeated_adds_up_instead_of_keeping_the_last(capsys):
 def test_several_wrong_fields_on_the_command_line_are_reported_together(capsys):
     argv = [
         "check",
-        "--set",
-        "training.learning_rate=5",
-        "training.batch_size=abc",
-        "model.famly=qwen2_vl",
-        "training.optimizer=adam",
-        "data.max_length=10",
+        "--set=training.learning_rate=5",
+        "--set=training.batch_size=abc",
+        "--set=model.famly=qwen2_vl",
+        "--set=training.optimizer=adam",
+        "--set=data.max_length=10",
         "production",
     ]
     assert main(argv) == 2
@@ -306,5 +315,5 @@ def test_several_wrong_fields_on_the_command_line_are_reported_together(capsys):
 def test_an_override_without_equals_says_how_to_write_it(capsys):
     assert main(["check", "quick_test", "--set", "training.learning_rate"]) == 2
     err = capsys.readouterr().err
-    assert "SECTION.OPTION=VALUE" in err and "'training.learning_rate'" in err
+    assert "SECTION.OPTION=VALUE" in err and "(got training.learning_rate)" in err
     assert "Traceback" not in err

@@ -235,7 +235,7 @@ def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
     with pytest.raises(OptionsError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}:5:")
-    assert "invalid YAML" in str(info.value)
+    assert "the config is not valid YAML" in str(info.value)
 
 
 def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
@@ -522,3 +522,24 @@ def test_optimizer_and_scheduler_names_are_transformers_names():
 
     assert set(typing.get_args(config_module.Optimizer)) <= {o.value for o in OptimizerNames}
     assert set(typing.get_args(config_module.Scheduler)) <= {s.value for s in SchedulerType}
+
+
+def test_loading_names_stay_importable_from_train_config_and_train():
+    """The loading half moved to train/loading.py; callers import it where they always did."""
+    import sam2_finetune.train as train
+    from sam2_finetune.train import loading
+
+    for name in ("PRESETS_DIR", "list_presets", "preset_path", "config_source", "read_yaml"):
+        assert getattr(config_module, name) is getattr(loading, name)
+        assert getattr(train, name) is getattr(loading, name)
+    for name in ("load_config", "save_resolved_config", "validate_config", "TrainConfig"):
+        assert getattr(train, name) is getattr(config_module, name)
+
+
+def test_config_errors_use_the_shared_formatter_without_pydantic_prefixes(tmp_path):
+    data = {**MINIMAL, "training": {"epochs": 1, "max_steps": 5}}
+    with pytest.raises(OptionsError) as info:
+        validate_config(data, "my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: 1 invalid option(s):\n  - training.max_steps: set exactly")
+    assert "Value error" not in message and "docs/config.md" in message

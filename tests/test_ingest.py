@@ -698,7 +698,7 @@ def test_archive_limits_come_from_the_info_command_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "too many entries" in err and "expected at most 2" in err
     assert main(["info", str(path), "--limits.max-ratio", "0.5"]) == 2
-    assert "limits.max_ratio" in capsys.readouterr().err
+    assert "--limits.max-ratio" in capsys.readouterr().err
 
 
 def test_a_folder_file_past_the_member_bound_is_refused_before_it_is_read(tmp_path):

@@ -178,7 +178,7 @@ def test_cli_reports_every_bad_option_at_once(capsys):
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert "2 invalid option(s)" in err and "sum to 1" in err and "gap_seconds" in err
+    assert "2 invalid option(s)" in err and "sum to 1" in err and "--gap-seconds" in err
 
 
 def test_split_counts_fill_every_nonzero_split():

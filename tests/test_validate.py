@@ -448,7 +448,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "missing.zip")]) == 2
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     assert main(["validate", str(tmp_path / "junk.zip")]) == 2
-    assert main(["validate", str(clean), "--ratios", "0.5", "0.2"]) == 2
+    assert main(["validate", str(clean), "--ratios", "0.5", "0.2", "0.2"]) == 2
     json_path = tmp_path / "r.json"
     assert main(["validate", str(overlays), "--json", str(json_path)]) == 0
     assert json.loads(json_path.read_text())["status"] == "warnings"

@@ -71,8 +71,8 @@ class ConvertOptions(BaseModel):
     )
     tasks: list[str] | None = Field(
         None,
-        description="Task mix (llava/sharegpt), e.g. detect=0.5 ground=0.3 segment=0.1 count=0.1 "
-        "or detect count (equal weights); default: the answer format's default mix.",
+        description="Task mix (llava/sharegpt), e.g. detect=0.5,ground=0.3,segment=0.1,count=0.1 "
+        "or detect,count (equal weights); default: the answer format's default mix.",
     )
     examples_per_frame: int = Field(
         1, ge=1, description="Examples per frame, each with its own task (llava/sharegpt)."

@@ -9,7 +9,6 @@ in. Labels go through a :class:`LabelMap` first (renames, merges, drops, case/wh
 from __future__ import annotations
 
 import io
-import json
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from sam2_finetune.dataset import image_id
 from sam2_finetune.errors import ExportError, OptionsError, describe
+from sam2_finetune.files import read_mapping
 from sam2_finetune.ingest import Export, label_of, mask_value
 from sam2_finetune.masks import decode_compressed_counts, parse_counts
 
@@ -64,38 +64,13 @@ def load_label_map(path: str | Path | None, normalize: bool = False) -> LabelMap
     """
     if path is None:
         return LabelMap({}, normalize)
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise OptionsError(
-            describe(
-                f"cannot read the label map ({exc.strerror or exc})",
-                file=path,
-                fix="pass an existing YAML or JSON file to --label-map",
-            )
-        ) from None
-    import yaml
-
-    try:
-        # YAML is a superset of JSON: any suffix but .json is read as YAML, which reads both.
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError is a ValueError
-        raise OptionsError(
-            describe(f"not valid JSON/YAML ({exc})", file=path, fix="repair the label map file")
-        ) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise OptionsError(
-            describe(
-                "the label map must be one flat mapping",
-                file=path,
-                expected='{"label as typed": "new label", ...}',
-                found=type(data).__name__,
-                fix="write one `from: to` pair per line",
-            )
-        )
+    # YAML is a superset of JSON: any suffix but .json is read as YAML, which reads both.
+    data = read_mapping(
+        path,
+        "label map",
+        shape="one flat mapping",
+        expected='{"label as typed": "new label", ...}',
+    )
     problems: list[str] = []
     mapping: dict[str, str | None] = {}
     for key, value in data.items():

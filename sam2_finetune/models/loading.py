@@ -16,7 +16,6 @@ machine that *does* have torchvision gets the same pixels as CI.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +34,7 @@ from transformers import (
 from transformers.processing_utils import ProcessorMixin
 
 from sam2_finetune.errors import ModelError, describe
+from sam2_finetune.files import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -266,7 +266,7 @@ def _check_family(source: str, family: str, row: FamilyLoading) -> None:
     config_file = Path(source) / "config.json"
     if not config_file.is_file():
         return  # a Hub id, or a processor-only folder: nothing to compare here
-    found = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    found = read_json(config_file, "checkpoint config").get("model_type")
     if found != row.model_type:
         raise ModelError(
             describe(

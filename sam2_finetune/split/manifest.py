@@ -3,7 +3,6 @@ distribution and stratification bound it records."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.errors import DatasetError, OptionsError, describe
+from sam2_finetune.files import read_json
 from sam2_finetune.split.frames import _Rows
 from sam2_finetune.split.options import RARE_CLASS_FRAMES, SPLIT_NAMES, STRATIFY_TOLERANCE
 
@@ -32,10 +32,11 @@ def _read_test_ids(path: Path) -> list[str]:
             )
         )
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        manifest = read_json(file, "split manifest")
         ids = manifest["splits"]["test"]["image_ids"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        # OSError: unreadable; ValueError: not UTF-8 or not JSON; Key/TypeError: other JSON.
+    except (OptionsError, KeyError, TypeError) as exc:
+        # OptionsError: unreadable, not UTF-8, not a JSON object (files.read_json says which);
+        # Key/TypeError: other JSON.
         raise DatasetError(
             describe(
                 "not a split manifest: its test image ids cannot be read",

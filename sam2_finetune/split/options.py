@@ -69,6 +69,7 @@ class SplitOptions(BaseModel):
     ratios: list[float] = Field(
         [0.8, 0.1, 0.1],
         description="Train, validation and test shares: non-negative, sum 1 (0 = empty split).",
+        json_schema_extra={"nargs": 3},  # the CLI takes exactly 3 values
     )
     seed: int = Field(42, description="Seed of the split's own random generator.")
     temporal_unit: TemporalUnit = Field(

@@ -15,6 +15,10 @@ family, ...) are checked once each section's fields are valid, and reported the 
 Defaults that depend on the family (checkpoint, answer format, LoRA targets, task mix) are filled
 in, so :func:`save_resolved_config` writes exactly what a run used.
 
+This module is the schema and the validation; reading presets, files and overrides is in
+:mod:`sam2_finetune.train.loading`, the error formatting in :mod:`sam2_finetune.errors` (shared
+with the CLI). Their public names are re-exported here.
+
 >>> config = load_config(preset="quick_test", overrides=["training.learning_rate=1e-4"])
 >>> config.training.learning_rate
 0.0001
@@ -22,16 +26,11 @@ in, so :func:`save_resolved_config` writes exactly what a run used.
 
 from __future__ import annotations
 
-import difflib
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-import annotated_types
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -40,15 +39,59 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from sam2_finetune.errors import OptionsError, describe
+from sam2_finetune.errors import (
+    OptionsError,
+    allowed_values,
+    closest_key,
+    format_validation_error,
+)
 from sam2_finetune.models.memory import AttnImplementation, Method, Optimizer, Quantization
 from sam2_finetune.models.registry import CHECKPOINT_FAMILY, FAMILIES
 from sam2_finetune.outputs import atomic_write_text
+from sam2_finetune.train.loading import (
+    PRESETS_DIR,
+    apply_overrides,
+    config_source,
+    deep_merge,
+    list_presets,
+    parse_override,
+    preset_path,
+    read_config_sources,
+    read_yaml,
+)
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+# Loading, presets and the error formatter live in train/loading.py and errors.py; their names
+# stay importable from here, where callers have always found them.
+__all__ = [
+    "CONFIG_FIX",
+    "PRESETS_DIR",
+    "RESOLVED_CONFIG_NAME",
+    "TINY_PREFIX",
+    "DataSection",
+    "HardwareSection",
+    "ModelSection",
+    "OutputSection",
+    "Override",
+    "TrainConfig",
+    "TrainingSection",
+    "allowed_values",
+    "apply_overrides",
+    "closest_key",
+    "config_source",
+    "deep_merge",
+    "dump_config",
+    "format_config_error",
+    "list_presets",
+    "load_config",
+    "parse_override",
+    "preset_path",
+    "read_yaml",
+    "save_resolved_config",
+    "validate_config",
+]
+
 RESOLVED_CONFIG_NAME = "config.yaml"
 
 # Kept as Literals (for choices in errors and help) and tested to equal the registries:
@@ -81,8 +124,8 @@ def _override_shape(item: str) -> str:
     return item
 
 
-# One ``--set`` item. Commands declare ``set: list[Override]``: besides the early message, the
-# shape lets the CLI tell an override from the CONFIG argument written after ``--set a=b``.
+# One ``--set`` item. Commands declare ``set: list[Override]`` so a malformed item is reported
+# with the other options, before any file is read.
 Override = Annotated[str, AfterValidator(_override_shape)]
 
 
@@ -345,7 +388,7 @@ class TrainingSection(BaseModel):
                     ("max_steps",) if self.epochs is not None else ("epochs",),
                     self.max_steps if self.epochs is not None else None,
                     f"set exactly one of training.epochs and training.max_steps ({which}); "
-                    "e.g. --set training.epochs=null training.max_steps=100",
+                    "e.g. --set training.epochs=null --set training.max_steps=100",
                 )
             )
         if self.lr_scheduler == "reduce_lr_on_plateau" and self.eval_steps is None:
@@ -507,396 +550,20 @@ def _resolution_phrase(kind: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Error messages: path, value, what is allowed, closest valid key.
+# Loading: the sources (presets, YAML, --set) are read by train/loading.py, validated here.
 
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
-
-
-def _field_at(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[Any, list[Any]] | None:
-    """The annotation and constraint metadata of the option at ``loc`` (None if not a field)."""
-    annotation: Any = model
-    metadata: list[Any] = []
-    for part in loc:
-        base = _unwrap(annotation)
-        if isinstance(base, type) and issubclass(base, BaseModel):
-            info: FieldInfo | None = base.model_fields.get(str(part))
-            if info is None:
-                return None
-            annotation, metadata = info.annotation, list(info.metadata)
-        elif get_origin(base) is dict:
-            key_type, value_type = get_args(base)
-            annotation = key_type if part == "[key]" else value_type
-            metadata = []
-        elif get_origin(base) in (list, tuple) and isinstance(part, int):
-            annotation, metadata = get_args(base)[0], []
-        else:
-            return None
-        if get_origin(annotation) is Annotated:
-            for extra in get_args(annotation)[1:]:
-                metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
-    return annotation, metadata
-
-
-def _choices(annotation: Any) -> list[Any]:
-    base = _unwrap(annotation)
-    if get_origin(base) in (list, tuple):
-        base = _unwrap(get_args(base)[0])
-    if get_origin(base) is Literal:
-        return list(get_args(base))
-    if get_origin(base) in (typing.Union, types.UnionType):
-        return [c for arg in get_args(base) for c in _choices(arg)]
-    return []
-
-
-def allowed_values(model: type[BaseModel], loc: Sequence[str | int]) -> str | None:
-    """What the option at ``loc`` accepts: ``"> 0 and <= 1"``, ``"one of: a, b"``; None if
-    nothing more specific than its type is known.
-
-    >>> allowed_values(TrainConfig, ("training", "learning_rate"))
-    '> 0 and <= 1'
-    """
-    found = _field_at(model, loc)
-    if found is None:
-        return None
-    annotation, metadata = found
-    bounds = []
-    for item in metadata:
-        for attr, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            value = getattr(item, attr, None)
-            if value is not None and isinstance(item, annotated_types.BaseMetadata):
-                bounds.append(
-                    f"{symbol} {value:g}" if isinstance(value, float) else f"{symbol} {value}"
-                )
-        if isinstance(item, annotated_types.MinLen):
-            bounds.append(f"at least {item.min_length} long")
-        if isinstance(item, annotated_types.MaxLen):
-            bounds.append(f"at most {item.max_length} long")
-        pattern = getattr(item, "pattern", None)
-        if pattern:
-            bounds.append(f"matching {pattern}")
-    choices = _choices(annotation)
-    parts = []
-    if choices:
-        parts.append("one of: " + ", ".join(str(c) for c in choices))
-    if bounds:
-        parts.append(" and ".join(bounds))
-    if parts and type(None) in get_args(annotation):
-        parts.append("or null")
-    return " ".join(parts) or None
-
-
-def _valid_keys(model: type[BaseModel], prefix: Sequence[str | int]) -> list[str]:
-    found = _field_at(model, prefix) if prefix else (model, [])
-    if found is None:
-        return []
-    base = _unwrap(found[0])
-    if isinstance(base, type) and issubclass(base, BaseModel):
-        return list(base.model_fields)
-    return []
-
-
-def _all_option_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
-    paths = []
-    for name, info in model.model_fields.items():
-        base = _unwrap(info.annotation)
-        if isinstance(base, type) and issubclass(base, BaseModel):
-            paths += _all_option_paths(base, f"{prefix}{name}.")
-        else:
-            paths.append(prefix + name)
-    return paths
-
-
-def closest_key(model: type[BaseModel], loc: Sequence[str | int]) -> str | None:
-    """The valid option path closest to the unknown ``loc`` (a typo, or a key in the wrong
-    section), or None when nothing is close."""
-    name = str(loc[-1])
-    siblings = _valid_keys(model, loc[:-1])
-    prefix = ".".join(str(p) for p in loc[:-1])
-    close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.6)
-    if close:
-        return f"{prefix}.{close[0]}" if prefix else close[0]
-    # The right name in another section (learning_rate under model instead of training).
-    everywhere = _all_option_paths(model)
-    by_leaf = {p.rsplit(".", 1)[-1]: p for p in everywhere}
-    close = difflib.get_close_matches(name, list(by_leaf), n=1, cutoff=0.8)
-    if close:
-        return by_leaf[close[0]]
-    close = difflib.get_close_matches(".".join(str(p) for p in loc), everywhere, n=1, cutoff=0.6)
-    return close[0] if close else None
+CONFIG_FIX = (
+    "correct the options above in the YAML file or with --set KEY=VALUE; docs/config.md lists "
+    "every option"
+)
 
 
 def format_config_error(
     error: ValidationError, what: str, model: type[BaseModel] | None = None
 ) -> str:
-    """Every problem of a config validation, one per line: dotted path, message, the value
-    found, what is allowed, and for an unknown key the closest valid one.
-
-    Extends :func:`sam2_finetune.cli.format_validation_error` (same layout) with the allowed
-    range or choices read from the model's fields.
-    """
-    model = model or TrainConfig
-    lines = []
-    union_lines: dict[tuple[str | int, ...], int] = {}
-    for item in error.errors():
-        loc = tuple(item["loc"])
-        if _is_union_member(model, loc):
-            # One error per accepted type (model.lora_targets.str, ...list[str]): merge them
-            # into one line at the option's own path.
-            option, wanted = loc[:-1], item["msg"].removeprefix("Input should be ")
-            if option in union_lines:
-                lines[union_lines[option]] = lines[union_lines[option]].replace(
-                    " (got ", f" or {wanted} (got ", 1
-                )
-            else:
-                union_lines[option] = len(lines)
-                path = ".".join(str(p) for p in option)
-                lines.append(f"  - {path}: Input should be {wanted} (got {item.get('input')!r})")
-            continue
-        path = ".".join(str(p) for p in loc) or "(config)"
-        value = item.get("input")
-        if item["type"] == "extra_forbidden":
-            hint = closest_key(model, loc)
-            suggestion = f"; did you mean {hint!r}?" if hint else ""
-            lines.append(f"  - {path}: unknown option (got {value!r}){suggestion}")
-            continue
-        if item["type"] == "missing":
-            lines.append(f"  - {path}: required option is missing")
-            continue
-        shown = (
-            "" if isinstance(value, dict) and item["type"] != "cross_field" else f" (got {value!r})"
-        )
-        line = f"  - {path}: {item['msg']}{shown}"
-        # Literal errors already list the choices; cross-field messages state their rule.
-        if item["type"] not in ("cross_field", "literal_error"):
-            rule = allowed_values(model, loc)
-            if rule:
-                line += f"; allowed: {rule}"
-        lines.append(line)
-    lines.insert(0, f"{what}: {len(lines)} invalid option(s):")
-    lines.append(
-        "Fix: correct the options above in the YAML file or with --set KEY=VALUE; "
-        "docs/config.md lists every option."
-    )
-    return "\n".join(lines)
-
-
-def _is_union_member(model: type[BaseModel], loc: tuple[str | int, ...]) -> bool:
-    """Whether ``loc`` ends in the tag pydantic adds per member of a union (``str``,
-    ``list[str]``) rather than in an option name."""
-    if len(loc) < 2 or _field_at(model, loc) is not None:
-        return False
-    parent = _field_at(model, loc[:-1])
-    return parent is not None and get_origin(_unwrap(parent[0])) in (
-        typing.Union,
-        types.UnionType,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Loading: YAML + presets + --set overrides.
-
-
-def list_presets() -> list[str]:
-    """Preset names under ``presets/``: ``quick_test``, ``qwen2_5_vl/7b_qlora``, ..."""
-    if not PRESETS_DIR.is_dir():
-        return []
-    return sorted(
-        p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESETS_DIR.rglob("*.yaml")
-    )
-
-
-def preset_path(name: str) -> Path:
-    """The file of preset ``name`` (``quick_test`` or ``qwen2_5_vl/7b_qlora``, ``.yaml``
-    optional); :class:`OptionsError` naming the closest preset if there is none."""
-    stem = name[:-5] if name.endswith(".yaml") else name
-    path = PRESETS_DIR / f"{stem}.yaml"
-    if path.is_file():
-        return path
-    names = list_presets()
-    close = difflib.get_close_matches(stem, names, n=1, cutoff=0.5)
-    raise OptionsError(
-        describe(
-            f"no preset named {name!r}",
-            file=PRESETS_DIR,
-            expected=" | ".join(names) or "YAML files under presets/",
-            found=repr(name),
-            fix=f"did you mean {close[0]!r}? Or give a config file path"
-            if close
-            else "name one of the presets above, or give a config file path",
-        )
-    )
-
-
-def config_source(config: str | Path) -> Path:
-    """A config argument as a file: an existing path, else a preset name."""
-    path = Path(config)
-    if path.is_file():
-        return path
-    stem = str(config)[:-5] if str(config).endswith(".yaml") else str(config)
-    if path.is_dir() and not (PRESETS_DIR / f"{stem}.yaml").is_file():
-        raise OptionsError(
-            describe(
-                "is a folder, not a YAML config file",
-                file=path,
-                fix="give the YAML file inside it, or a preset name: " + ", ".join(list_presets()),
-            )
-        )
-    if path.suffix in (".yaml", ".yml") and not (PRESETS_DIR / f"{stem}.yaml").is_file():
-        raise OptionsError(
-            describe(
-                "no such config file",
-                file=path,
-                fix="check the path, or name a preset: " + ", ".join(list_presets()),
-            )
-        )
-    return preset_path(str(config))
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path`` (safe loading); :class:`OptionsError` naming the file and
-    line of a syntax error or a duplicate key, or a file that is missing or not a mapping."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise OptionsError(
-            describe("no such config file", file=path, fix="check the path")
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OptionsError(describe(f"cannot read the config: {exc}", file=path)) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
-    except _DuplicateKey as exc:
-        raise OptionsError(
-            f"{path}:{exc.line}:{exc.column}: duplicate key {exc.key!r} (first on line "
-            f"{exc.first_line}): YAML would silently keep only the last one. Fix: merge the two "
-            "into one."
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise OptionsError(
-            f"{where}: invalid YAML: {problem}. Fix: correct the syntax at that line "
-            "(indentation, a missing ':' or an unclosed quote or bracket)."
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise OptionsError(
-            describe(
-                "a config must be a mapping of sections (model:, data:, training:, ...)",
-                file=path,
-                found=type(data).__name__,
-            )
-        )
-    return _yaml12_floats(data)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int, column: int, first_line: int) -> None:
-        super().__init__(key)
-        self.key, self.line, self.column, self.first_line = key, line, column, first_line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            mark = key_node.start_mark
-            if isinstance(key, typing.Hashable) and key in seen:
-                raise _DuplicateKey(key, mark.line + 1, mark.column + 1, seen[key])
-            if isinstance(key, typing.Hashable):
-                seen[key] = mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``update`` merged in: mappings recursively, anything else replaced."""
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"training.learning_rate=1e-4"`` -> ``(["training", "learning_rate"], 0.0001)``.
-
-    The value is parsed as YAML (``true``, ``null``, ``[detect, count]``, ``{detect: 1}``); a
-    value YAML cannot read stays a string.
-    """
-    key, sep, raw = item.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(p.strip() for p in parts):
-        raise OptionsError(
-            describe(
-                "an override must look like SECTION.OPTION=VALUE",
-                found=repr(item),
-                fix="write e.g. --set training.learning_rate=1e-4",
-            )
-        )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return [p.strip() for p in parts], _yaml12_floats(value)
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``data`` with each ``KEY=VALUE`` override set (nested keys created as needed)."""
-    result = deep_merge({}, data)
-    problems = []
-    for item in overrides:
-        keys, value = parse_override(item)
-        node: dict[str, Any] = result
-        for i, key in enumerate(keys[:-1]):
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                problems.append(
-                    f"{item!r}: {'.'.join(keys[: i + 1])} is a value ({child!r}), not a section"
-                )
-                break
-            node = child
-        else:
-            node[keys[-1]] = value
-    if problems:
-        raise OptionsError("invalid --set override(s):\n  - " + "\n  - ".join(problems))
-    return result
-
-
-_YAML12_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _yaml12_floats(data: Any) -> Any:
-    # PyYAML follows YAML 1.1, which reads 1e-4 (no dot) as a string; YAML 1.2 and everyone
-    # writing a learning rate mean a float.
-    if isinstance(data, dict):
-        return {k: _yaml12_floats(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_yaml12_floats(v) for v in data]
-    if isinstance(data, str) and _YAML12_FLOAT.fullmatch(data.strip()):
-        return float(data)
-    return data
+    """Every problem of a config validation, one per line, options named by YAML key path
+    (``training.learning_rate``): see :func:`sam2_finetune.errors.format_validation_error`."""
+    return format_validation_error(error, what, model or TrainConfig, fix=CONFIG_FIX)
 
 
 def validate_config(data: Mapping[str, Any], what: str = "config") -> TrainConfig:
@@ -922,29 +589,14 @@ def load_config(
     >>> load_config(preset="quick_test").model.checkpoint
     'tiny:smolvlm'
     """
-    if path is None and preset is None:
-        raise OptionsError(
-            describe(
-                "no configuration given",
-                fix="pass a YAML file or a preset name (" + ", ".join(list_presets()) + ")",
-            )
-        )
-    data: dict[str, Any] = {}
-    sources = []
-    if preset is not None:
-        preset_file = config_source(preset)
-        data = read_yaml(preset_file)
-        sources.append(str(preset_file))
-    if path is not None:
-        data = deep_merge(data, read_yaml(path))
-        sources.append(str(path))
-    data = apply_overrides(data, overrides)
-    what = " + ".join(sources) + (f" + {len(overrides)} override(s)" if overrides else "")
+    data, what = read_config_sources(path, overrides, preset)
     return validate_config(data, what)
 
 
 def dump_config(config: TrainConfig) -> str:
     """The config as YAML text, every option written out (what :func:`load_config` reads back)."""
+    import yaml
+
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 

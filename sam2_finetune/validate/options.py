@@ -41,6 +41,7 @@ class ValidateOptions(BaseModel):
         [0.8, 0.1, 0.1],
         description="Split ratios the data is meant for: a class seen in fewer frames than "
         "1 / (smallest ratio) cannot reach every split.",
+        json_schema_extra={"nargs": 3},  # the CLI takes exactly 3 values
     )
     imbalance_ratio: float = Field(
         10.0, gt=1, description="Warn when the most / least frequent class count reaches this."

@@ -330,7 +330,7 @@ def test_cli_builds_and_reports(tmp_path, capsys):
 def test_cli_refuses_a_seed_torch_cannot_take(tmp_path, capsys, seed):
     assert main(["tiny-model", "smolvlm", "--out", str(tmp_path / "m"), "--seed", seed]) == 2
     err = capsys.readouterr().err
-    assert "  - seed: Input should be" in err and "Traceback" not in err
+    assert "  - --seed: Input should be" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
 
 
