@@ -12,7 +12,7 @@ from sam2_finetune.errors import ExportError, describe
 from sam2_finetune.masks import Rle
 
 if TYPE_CHECKING:
-    from sam2_finetune.ingest.archive import _Source
+    from sam2_finetune.ingest.archive import ArchiveSource
 
 MaskForm = Literal["sam2_string", "coco_compressed", "coco_uncompressed"]
 ImageKind = Literal["overlay", "raw"]
@@ -142,7 +142,7 @@ class FrameSequence(Sequence[Frame]):
         self,
         raw: list[dict[str, Any]],
         build: Callable[[Sequence[dict[str, Any]]], list[Frame]],
-        source: _Source | None = None,
+        source: ArchiveSource | None = None,
     ):
         self._raw = raw
         self._build = build  # raw frame entries -> Frames

@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sam2_finetune.ingest.archive import ArchiveLimits
 from sam2_finetune.ingest.read import (
     FRAMES_HELP,
-    _integer,
-    _mask_counts,
-    _MaskProblem,
+    MaskProblem,
     frame_sources,
+    json_int,
     label_of,
+    mask_counts,
     mask_value,
     read_exports,
 )
@@ -71,7 +71,7 @@ def summarize_export(export: Export) -> ExportSummary:
             with_objects += 1
         for obj in objs:
             objects += 1
-            if not isinstance(obj, dict) or _integer(obj.get("object_id")) is None:
+            if not isinstance(obj, dict) or json_int(obj.get("object_id")) is None:
                 broken += 1
                 continue
             track = str(obj["object_id"])
@@ -80,8 +80,8 @@ def summarize_export(export: Export) -> ExportSummary:
             if label not in seen:
                 seen.append(label)
             try:
-                counts, size, form = _mask_counts(mask_value(obj), video)
-            except _MaskProblem:
+                counts, size, form = mask_counts(mask_value(obj), video)
+            except MaskProblem:
                 broken += 1
                 continue
             forms[form] += 1
