@@ -888,3 +888,127 @@ def test_chat_options_are_checked_and_flagged_for_every_output(tmp_path):
     assert any("--tasks" in w and "ignored for --to coco" in w for w in result.warnings)
     plain = convert(ConvertOptions(exports=[EXPORTS[1]], to="hf", out=tmp_path / "c"))
     assert not any("ignored" in w for w in plain.warnings)
+
+
+# --------------------------------------------------------------------------------------------
+# Archive limits and folders of exports, on every command that reads exports
+# --------------------------------------------------------------------------------------------
+
+
+def _padded_export(tmp_path: Path) -> Path:
+    """kitchen.zip with 3 MiB of trailing spaces in annotations.json (valid JSON): a legitimate
+    export whose annotations.json compresses about 1000:1, past the default bound of 200."""
+    members = _members(SAMPLE / "kitchen.zip")
+    members["annotations.json"] += b" " * (3 * 1024**2)
+    path = tmp_path / "padded.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "info"])
+def test_archive_limits_are_options_of_every_command_reading_exports(tmp_path, capsys, command):
+    from sam2_finetune.cli import main
+
+    padded = _padded_export(tmp_path)
+    extra = {
+        "convert": ["--to", "hf", "--out", str(tmp_path / "hf")],
+        "validate": ["--report", str(tmp_path / "report.md")],
+        "info": [],
+    }[command]
+    assert main([command, str(padded), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "compression ratio at most 200" in err
+    # The fix names the flag the user types, with a bound that lets this file through.
+    fix = err.partition("Fix: ")[2]
+    assert "--limits.max-ratio " in fix and "ArchiveLimits.max_ratio" in fix
+    bound = fix.partition("--limits.max-ratio ")[2].split()[0]
+    assert main([command, str(padded), *extra, "--limits.max-ratio", bound]) in (0, 1)
+    assert "compression ratio" not in capsys.readouterr().err
+
+
+def test_convert_options_take_archive_limits(tmp_path):
+    from sam2_finetune.errors import UnsafeArchiveError
+    from sam2_finetune.ingest import ArchiveLimits
+
+    padded = _padded_export(tmp_path)
+    with pytest.raises(UnsafeArchiveError):
+        convert(ConvertOptions(exports=[padded], out=tmp_path / "a"))
+    result = convert(
+        ConvertOptions(exports=[padded], out=tmp_path / "b", limits={"max_ratio": 5000})
+    )
+    assert result.rows > 0
+    assert ConvertOptions.model_fields["limits"].annotation is ArchiveLimits
+
+
+def test_a_folder_of_exports_converts_as_its_exports_sorted(tmp_path):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    for path in EXPORTS:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "notes.txt").write_text("not an export")
+    (folder / "._kitchen.zip").write_bytes(b"\0\5\26\7")  # macOS junk is not an export
+    by_folder = convert(ConvertOptions(exports=[folder], out=tmp_path / "a"))
+    by_files = convert(
+        ConvertOptions(exports=sorted(folder / p.name for p in EXPORTS), out=tmp_path / "b")
+    )
+    assert by_folder.videos == by_files.videos and len(by_folder.videos) == 3
+    assert [v.split("-")[0] for v in by_folder.videos] == ["kitchen", "street_scene", "warehouse"]
+    assert by_folder.rows == by_files.rows
+
+
+def test_an_extracted_export_folder_stays_one_export(tmp_path):
+    from sam2_finetune.ingest import expand_exports
+
+    export = tmp_path / "export"
+    for name, data in _members(SAMPLE / "kitchen.zip").items():
+        (export / name).parent.mkdir(parents=True, exist_ok=True)
+        (export / name).write_bytes(data)
+    assert expand_exports([export]) == [export]
+    # Unzipping a re-zipped export gives the export one folder down: still that one export.
+    wrapper = tmp_path / "wrapper"
+    wrapper.mkdir()
+    export.rename(wrapper / "my export (copy)")
+    assert expand_exports([wrapper]) == [wrapper]
+    # Two export folders side by side, and a ZIP: the folder holds three exports.
+    (wrapper / "second").mkdir()
+    (wrapper / "second" / "annotations.json").write_text("{}")
+    (wrapper / "third.zip").write_bytes((SAMPLE / "kitchen.zip").read_bytes())
+    assert expand_exports([wrapper]) == [
+        wrapper / "my export (copy)",
+        wrapper / "second",
+        wrapper / "third.zip",
+    ]
+    result = convert(
+        ConvertOptions(exports=[tmp_path / "wrapper" / "my export (copy)"], out=tmp_path / "hf")
+    )
+    assert len(result.videos) == 1
+
+
+def test_sample_data_folder_works_for_info_and_validate(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    assert main(["info", str(SAMPLE), "--json"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    assert [Path(s["source"]).name for s in summaries] == [
+        "kitchen.zip",
+        "street_scene.zip",
+        "warehouse.zip",
+    ]
+    assert main(["validate", str(SAMPLE)]) == 0
+    assert "over 3 video(s)" in capsys.readouterr().out
+
+
+def test_info_on_annotations_json_says_to_pass_its_folder(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    export = tmp_path / "export"
+    for name, data in _members(SAMPLE / "kitchen.zip").items():
+        (export / name).parent.mkdir(parents=True, exist_ok=True)
+        (export / name).write_bytes(data)
+    assert main(["info", str(export / "annotations.json")]) == 2
+    err = capsys.readouterr().err
+    assert "annotations.json, not the export" in err
+    assert f"pass its folder instead: {export}" in err
+    assert "not a readable ZIP" not in err

@@ -31,7 +31,14 @@ from sam2_finetune.convert.rows import (
     load_label_map,
 )
 from sam2_finetune.errors import DatasetError, OptionsError, describe
-from sam2_finetune.ingest import FRAMES_HELP, Export, frame_sources, read_exports
+from sam2_finetune.ingest import (
+    FRAMES_HELP,
+    Export,
+    LimitsOption,
+    expand_exports,
+    frame_sources,
+    read_exports,
+)
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
 from sam2_finetune.polygons import MIN_POINTS_PER_PART
 
@@ -46,7 +53,8 @@ class ConvertOptions(BaseModel):
 
     exports: list[Path] = Field(
         min_length=1,
-        description="SAM2 export ZIPs or extracted folders (one per video).",
+        description="SAM2 export ZIPs or extracted folders (one per video), or folders "
+        "holding them.",
         json_schema_extra={"positional": True},
     )
     to: Format = Field("hf", description="Output format.")
@@ -113,6 +121,7 @@ class ConvertOptions(BaseModel):
         "of stopping at the first one.",
     )
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
+    limits: LimitsOption
 
 
 @dataclass(frozen=True)
@@ -181,10 +190,13 @@ def convert(options: ConvertOptions) -> ConvertResult:
     ensure_writable(options.out, options.overwrite)
     # Checked for every output: a typo in --tasks must not pass silently because --to is hf.
     _check_chat_options(options)
-    sources = frame_sources(options.exports, options.frames)
-    _check_inputs_outside_out(options, [*options.exports, *(s for s in sources or () if s)])
+    paths = expand_exports(options.exports)
+    sources = frame_sources(paths, options.frames)
+    _check_inputs_outside_out(options, [*paths, *(s for s in sources or () if s)])
     label_map = load_label_map(options.label_map, options.normalize_labels)
-    exports = read_exports(options.exports, frames=sources, strict=not options.drop_broken)
+    exports = read_exports(
+        paths, frames=sources, limits=options.limits, strict=not options.drop_broken
+    )
     try:
         return _convert(options, exports, label_map, started)
     finally:

@@ -264,6 +264,15 @@ class ArchiveSource:
         self.label = str(path)
         if path.is_dir():
             self._open_folder(path)
+        elif path.name.lower() in ("annotations.json", "metadata.json"):
+            raise ExportError(
+                describe(
+                    f"this is the export's {path.name}, not the export",
+                    file=path,
+                    expected="a sam2_export_*.zip or the folder holding annotations.json",
+                    fix=f"pass its folder instead: {path.parent}",
+                )
+            )
         elif path.exists():
             self._open_zip()
         else:

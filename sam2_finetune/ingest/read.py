@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from sam2_finetune.errors import ExportError, MaskError, OptionsError, describe
-from sam2_finetune.ingest.archive import DEFAULT_LIMITS, ArchiveLimits, ArchiveSource, index_images
+from sam2_finetune.ingest.archive import (
+    DEFAULT_LIMITS,
+    JUNK,
+    ArchiveLimits,
+    ArchiveSource,
+    index_images,
+)
 from sam2_finetune.ingest.raw_frames import image_format_of, raw_frame_refs
 from sam2_finetune.ingest.records import (
     Export,
@@ -266,6 +272,37 @@ def _read(
         annotations_member=source.location("annotations.json"),
         written_order=written_order,
     )
+
+
+def expand_exports(paths: Sequence[str | Path]) -> list[Path]:
+    """The exports named by ``paths``, where a folder of exports stands for the exports it holds.
+
+    A folder holding export ZIPs or export folders (``sample_data/``, a download folder) expands
+    to them, sorted by name, so every command that takes exports takes such a folder too. A
+    folder that IS an export (``annotations.json`` at its top, or in its one sub-folder as
+    unzipping a re-zipped export gives) stays one export, as does any file.
+
+    >>> expand_exports(["sample_data"])  # doctest: +SKIP
+    [PosixPath('sample_data/kitchen.zip'), PosixPath('sample_data/street_scene.zip'), ...]
+    """
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir() or (path / "annotations.json").is_file():
+            out.append(path)
+            continue
+        children = sorted(
+            p
+            for p in path.iterdir()
+            if not JUNK.search(p.name + ("/" if p.is_dir() else ""))
+            and (
+                (p.is_file() and p.suffix.lower() == ".zip")
+                or (p.is_dir() and (p / "annotations.json").is_file())
+            )
+        )
+        zips = [p for p in children if p.is_file()]
+        # One export folder one level down and nothing else: the folder is that export.
+        out.extend(children if zips or len(children) > 1 else [path])
+    return out
 
 
 FRAMES_HELP = (

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sam2_finetune.ingest.archive import ArchiveLimits
+from sam2_finetune.ingest.archive import LimitsOption
 from sam2_finetune.ingest.read import (
     FRAMES_HELP,
     MaskProblem,
+    expand_exports,
     frame_sources,
     json_int,
     label_of,
@@ -180,14 +181,12 @@ class InfoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     exports: list[Path] = Field(
-        description="SAM2 export ZIPs or extracted folders.", json_schema_extra={"positional": True}
+        description="SAM2 export ZIPs or extracted folders, or folders holding them.",
+        json_schema_extra={"positional": True},
     )
     frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
     json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
-    limits: ArchiveLimits = Field(
-        default_factory=ArchiveLimits,
-        description="Bounds refusing hostile archives (--limits.max-ratio 500, ...).",
-    )
+    limits: LimitsOption
 
 
 def info(options: InfoOptions) -> list[ExportSummary]:
@@ -197,9 +196,10 @@ def info(options: InfoOptions) -> list[ExportSummary]:
     >>> summary.frames_listed  # doctest: +SKIP
     40
     """
+    paths = expand_exports(options.exports)
     exports = read_exports(
-        options.exports,
-        frames=frame_sources(options.exports, options.frames),
+        paths,
+        frames=frame_sources(paths, options.frames),
         limits=options.limits,
         strict=False,
     )
