@@ -885,7 +885,22 @@ def test_chat_options_are_checked_and_flagged_for_every_output(tmp_path):
     result = convert(
         ConvertOptions(exports=[EXPORTS[1]], to="coco", out=tmp_path / "b", tasks=["detect"])
     )
-    assert any("--tasks" in w and "ignored for --to coco" in w for w in result.warnings)
+    (warning,) = [w for w in result.warnings if "ignored" in w]
+    assert warning.startswith("--tasks was ignored: it only shapes the prompts and answers of ")
+    assert "--to coco writes none" in warning
+    both = convert(
+        ConvertOptions(
+            exports=[EXPORTS[1]],
+            to="hf",
+            out=tmp_path / "d",
+            tasks=["detect"],
+            seed=3,
+            negative_rate=0.2,
+        )
+    )
+    (warning,) = [w for w in both.warnings if "ignored" in w]
+    assert warning.startswith("--negative-rate and --tasks were ignored: they only shape ")
+    assert "shape(s)" not in warning
     plain = convert(ConvertOptions(exports=[EXPORTS[1]], to="hf", out=tmp_path / "c"))
     assert not any("ignored" in w for w in plain.warnings)
 
@@ -1012,3 +1027,44 @@ def test_info_on_annotations_json_says_to_pass_its_folder(tmp_path, capsys):
     assert "annotations.json, not the export" in err
     assert f"pass its folder instead: {export}" in err
     assert "not a readable ZIP" not in err
+
+
+@pytest.mark.parametrize(
+    ("given", "what", "fix"),
+    [
+        ("kitchen.zip", "this is a ZIP file", "sam2-finetune convert {dir}/kitchen.zip --to hf"),
+        (
+            "exports",
+            "this is a folder of export ZIPs",
+            "sam2-finetune convert {dir}/exports --to hf",
+        ),
+        ("export", "this is a SAM2 export folder", "sam2-finetune convert {dir}/export --to hf"),
+        ("export/annotations.json", "export's annotations.json", "convert {dir}/export --to hf"),
+        ("notes.txt", "this is a file, not a canonical dataset", "pass the folder"),
+    ],
+)
+def test_loading_an_export_as_a_dataset_points_to_convert(tmp_path, given, what, fix):
+    from sam2_finetune.dataset import load_canonical
+
+    (tmp_path / "kitchen.zip").write_bytes((SAMPLE / "kitchen.zip").read_bytes())
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "a.zip").write_bytes((SAMPLE / "kitchen.zip").read_bytes())
+    for name, data in _members(SAMPLE / "kitchen.zip").items():
+        (tmp_path / "export" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "export" / name).write_bytes(data)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError) as raised:
+        load_canonical(tmp_path / given)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / given}: ") and what in message
+    assert fix.format(dir=tmp_path) in message.partition("Fix: ")[2]
+    assert "neither a `Dataset` directory" not in message
+
+
+def test_split_of_an_export_zip_points_to_convert(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    assert main(["split", str(SAMPLE / "kitchen.zip"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "not a canonical dataset" in err and "Directory" not in err
+    assert f"sam2-finetune convert {SAMPLE / 'kitchen.zip'} --to hf --out" in err

@@ -260,9 +260,12 @@ def _convert(
     chat_only = {"answer_format", "tasks", "examples_per_frame", "negative_rate"}
     ignored = sorted(chat_only & options.model_fields_set) if options.to in ("hf", "coco") else []
     if ignored:
+        flags = [f"--{o.replace('_', '-')}" for o in ignored]
+        named = ", ".join(flags[:-1]) + " and " + flags[-1] if len(flags) > 1 else flags[0]
+        was, shape = ("were", "they only shape") if len(flags) > 1 else ("was", "it only shapes")
         warnings.append(
-            f"{', '.join('--' + o.replace('_', '-') for o in ignored)} only shape(s) the "
-            f"llava/sharegpt outputs and were ignored for --to {options.to} (the canonical "
+            f"{named} {was} ignored: {shape} the prompts and answers of "
+            f"--to llava and --to sharegpt, and --to {options.to} writes none (the canonical "
             "dataset stays format-free; the training collator applies them)"
         )
     overlay_videos = [e.video.video_id for e in exports if e.image_kind == "overlay"]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sam2_finetune.dataset import DATASET_MARKERS
 from sam2_finetune.errors import DatasetError, ExportError, OptionsError, describe
 from sam2_finetune.ingest import (
     DEFAULT_LIMITS,
@@ -38,8 +39,6 @@ from sam2_finetune.masks import Rle, decode_compressed_counts, rle_area, rle_bbo
 Box = tuple[float, float, float, float]  # [x, y, w, h] in image pixels
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Files save_to_disk writes: a Dataset folder has state.json, a DatasetDict dataset_dict.json.
-_DATASET_MARKERS = ("dataset_dict.json", "state.json")
 # Files the other `convert --to` formats write: validate reads only the canonical (hf) dataset.
 _OTHER_FORMATS = {"llava.json": "llava", "sharegpt.json": "sharegpt", "instances.json": "coco"}
 
@@ -119,7 +118,7 @@ class VideoRecord:
 
 def is_dataset(path: Path) -> bool:
     """True for a folder written by ``datasets``' ``save_to_disk`` (a converted dataset)."""
-    return path.is_dir() and any((path / name).is_file() for name in _DATASET_MARKERS)
+    return path.is_dir() and any((path / name).is_file() for name in DATASET_MARKERS)
 
 
 def iter_videos(
