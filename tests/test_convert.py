@@ -1068,3 +1068,20 @@ def test_split_of_an_export_zip_points_to_convert(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a canonical dataset" in err and "Directory" not in err
     assert f"sam2-finetune convert {SAMPLE / 'kitchen.zip'} --to hf --out" in err
+
+
+def test_convert_json_prints_the_result(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    out = tmp_path / "llava"
+    argv = ["convert", str(EXPORTS[1]), "--to", "llava", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)  # stdout is the JSON alone
+    records = json.loads((out / "llava.json").read_text())
+    assert printed["to"] == "llava" and printed["out"] == str(out)
+    assert printed["rows"] == len(records) and printed["objects"] > 0
+    assert printed["paths"]["llava_json"] == str(out / "llava.json")
+    assert printed["labels"] == sorted(printed["labels"]) and len(printed["videos"]) == 1
+    assert printed["warnings"] and all(w in captured.err for w in printed["warnings"])
+    assert printed["polygon_fidelity"] is None or printed["polygon_fidelity"]["objects"] >= 0

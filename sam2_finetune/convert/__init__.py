@@ -14,9 +14,10 @@ interrupted conversion leaves nothing at ``out``. ``hf`` is format-free (boxes a
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +50,7 @@ class ConvertOptions(BaseModel):
     """Convert SAM2 exports into the canonical Hugging Face dataset (--to hf, the input of
     validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     exports: list[Path] = Field(
         min_length=1,
@@ -122,6 +123,11 @@ class ConvertOptions(BaseModel):
     )
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
     limits: LimitsOption
+    json_output: bool = Field(
+        False,
+        alias="json",
+        description="Print the result as JSON (outputs, counts, labels, warnings) instead of text.",
+    )
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,14 @@ class ConvertResult:
     polygon_fidelity: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     objects_dropped_broken: int = 0  # objects with an unreadable mask, left out (--drop-broken)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON-ready values (paths as strings): what ``convert --json`` prints."""
+        value = asdict(self)
+        value["out"] = str(self.out)
+        value["paths"] = {name: str(path) for name, path in self.paths.items()}
+        value["seconds"] = round(self.seconds, 3)
+        return value
 
 
 def _check_chat_options(options: ConvertOptions) -> None:
@@ -309,6 +323,11 @@ def _convert(
 def convert_command(options: ConvertOptions) -> int:
     """``sam2-finetune convert``: run :func:`convert` and print what was written."""
     result = convert(options)
+    if options.json_output:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        for warning in result.warnings:  # also in the JSON; stderr keeps them in sight
+            print(f"warning: {warning}", file=sys.stderr)
+        return 0
     print(
         f"wrote {result.rows} rows ({result.objects} objects, {len(result.labels)} labels, "
         f"{len(result.videos)} video(s)) as {result.to} to {result.out} in {result.seconds:.1f} s"
