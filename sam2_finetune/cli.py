@@ -143,6 +143,9 @@ def _argument_kwargs(annotation: Any, info: FieldInfo) -> dict[str, Any]:
     if info.is_required():
         kwargs["required"] = True
     origin = get_origin(annotation)
+    if origin is dict:  # a mapping option takes KEY=VALUE items: --tasks detect=2 count=1
+        kwargs.update(nargs="+", metavar="KEY=VALUE")
+        return kwargs
     if annotation is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
         kwargs.pop("required", None)
@@ -185,7 +188,7 @@ def _multi_value_flags(model: type[BaseModel], prefix: str = "") -> dict[str, An
         if extra.get("positional") and not prefix:
             continue
         if _argument_kwargs(annotation, info).get("nargs") == "+":
-            inner = get_args(annotation)
+            inner = get_args(annotation) if get_origin(annotation) is not dict else ()
             flags["--" + (prefix + flag_name).replace("_", "-")] = inner[0] if inner else str
     return flags
 

@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     import datasets
 
 
+def normalize_label(label: str) -> str:
+    """The one spelling labels that differ only in case or whitespace share: ``"  Red   Car "``
+    -> ``"red car"``, ``"Straße"`` and ``"STRASSE"`` -> ``"strasse"`` (``casefold``, not
+    ``lower``). ``convert --normalize-labels`` merges by it and ``validate``'s label-variants
+    rule groups by it, so the advice and the option always agree."""
+    return " ".join(label.split()).casefold()
+
+
 def image_id(video_id: str, frame_index: int) -> str:
     """The canonical row id of a frame."""
     return f"{video_id}/{frame_index:06d}"

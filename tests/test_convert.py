@@ -769,7 +769,7 @@ def test_qwen25_answers_are_in_resized_pixels(tmp_path):
                 out=out,
                 answer_format="qwen2_5_vl",
                 tasks=["detect"],
-                qwen_max_pixels=max_pixels,
+                max_pixels=max_pixels,
             )
         )
         record = json.loads((out / "llava.json").read_text())[0]
@@ -1085,3 +1085,37 @@ def test_convert_json_prints_the_result(tmp_path, capsys):
     assert printed["labels"] == sorted(printed["labels"]) and len(printed["videos"]) == 1
     assert printed["warnings"] and all(w in captured.err for w in printed["warnings"])
     assert printed["polygon_fidelity"] is None or printed["polygon_fidelity"]["objects"] >= 0
+
+
+def test_validate_advice_and_normalize_labels_agree(tmp_path):
+    """'Straße' and 'STRASSE' differ only in case (casefold): validate calls them variants and
+    --normalize-labels merges them; with lower() the two would disagree."""
+    from sam2_finetune.dataset import normalize_label
+    from sam2_finetune.validate import ValidateOptions, validate
+
+    assert normalize_label("  Straße ") == normalize_label("STRASSE") == "strasse"
+    assert normalize_label("  Red \t Car ") == "red car"
+    members = _members(SAMPLE / "kitchen.zip")
+    ann = json.loads(members["annotations.json"])
+    for frame in ann["annotations"]:
+        for obj in frame["objects"]:
+            obj["label"] = {"cup": "Straße", "Cup": "STRASSE"}.get(obj["label"], obj["label"])
+    members["annotations.json"] = json.dumps(ann).encode()
+    export = tmp_path / "street_signs.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    report = validate(ValidateOptions(inputs=[export], report=tmp_path / "report.md"))
+    advice = {k: v for k, v in report.relabel.items() if normalize_label(k) == "strasse"}
+    assert len(advice) == 1 and {*advice, *advice.values()} == {"Straße", "STRASSE"}
+    typed = convert(ConvertOptions(exports=[export], out=tmp_path / "typed"))
+    assert {"Straße", "STRASSE"} <= set(typed.labels)
+    merged = convert(ConvertOptions(exports=[export], out=tmp_path / "n", normalize_labels=True))
+    relabelled = convert(
+        ConvertOptions(
+            exports=[export], out=tmp_path / "m", label_map=tmp_path / "report_relabel.json"
+        )
+    )
+    # Both ways merge exactly the labels validate named into one label.
+    assert "strasse" in merged.labels and not {"Straße", "STRASSE"} & set(merged.labels)
+    assert len({"Straße", "STRASSE"} & set(relabelled.labels)) == 1

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from sam2_finetune.answer_formats import ANSWER_FORMATS
 from sam2_finetune.convert.rows import (
@@ -41,16 +41,20 @@ from sam2_finetune.ingest import (
     read_exports,
 )
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
-from sam2_finetune.polygons import MIN_POINTS_PER_PART
+from sam2_finetune.tasks import ExampleOptions
 
 Format = Literal["hf", "llava", "sharegpt", "coco"]
 
 
-class ConvertOptions(BaseModel):
+class ConvertOptions(ExampleOptions):
     """Convert SAM2 exports into the canonical Hugging Face dataset (--to hf, the input of
-    validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances."""
+    validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    The example-building options (--tasks, --negative-rate, --max-polygon-points,
+    --examples-per-frame, --min-pixels, --max-pixels) are :class:`~sam2_finetune.tasks.
+    ExampleOptions`, the same the training config's ``data`` section holds."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
     exports: list[Path] = Field(
         min_length=1,
@@ -78,38 +82,8 @@ class ConvertOptions(BaseModel):
         + ", ".join(ANSWER_FORMATS)
         + ".",
     )
-    tasks: list[str] | None = Field(
-        None,
-        description="Task mix (llava/sharegpt), e.g. detect=0.5 ground=0.3 segment=0.1 count=0.1 "
-        "or detect count (equal weights); default: the answer format's default mix.",
-    )
-    examples_per_frame: int = Field(
-        1, ge=1, description="Examples per frame, each with its own task (llava/sharegpt)."
-    )
-    negative_rate: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="Share of ground/segment/count examples that ask for a label absent from the "
-        "frame (llava/sharegpt).",
-    )
-    max_polygon_points: int = Field(
-        32,
-        ge=MIN_POINTS_PER_PART,  # a part keeps its 4 extreme points (its box)
-        description="Most points per polygon of the segment task (llava/sharegpt).",
-    )
     seed: int = Field(
         0, description="Seed of the task, label and phrasing choice (llava/sharegpt)."
-    )
-    qwen_min_pixels: int = Field(
-        56 * 56,
-        gt=0,
-        description="Qwen2.5-VL processor min_pixels, for the resized size of its answers.",
-    )
-    qwen_max_pixels: int = Field(
-        28 * 28 * 1280,
-        gt=0,
-        description="Qwen2.5-VL processor max_pixels, for the resized size of its answers.",
     )
     dataset_name: str = Field(
         "sam2_finetune",
@@ -161,14 +135,19 @@ class ConvertResult:
 
 
 def _check_chat_options(options: ConvertOptions) -> None:
-    """Fail before reading anything on a bad answer format or task mix (all problems at once)."""
-    from sam2_finetune.answer_formats import get_format
-    from sam2_finetune.tasks import parse_task_mix
-
-    if options.tasks:
-        parse_task_mix(options.tasks, answer_format=options.answer_format)  # checks the format too
-    else:
-        get_format(options.answer_format)
+    """Fail before reading anything on a bad answer format, task mix or pixel bounds (all
+    problems of the mix at once)."""
+    options.task_weights(options.answer_format)  # checks the answer format too
+    problem = options.pixel_problem()
+    if problem:
+        raise OptionsError(
+            describe(
+                problem,
+                field="min_pixels",
+                found=options.min_pixels,
+                fix="lower --min-pixels or raise --max-pixels",
+            )
+        )
 
 
 def _check_inputs_outside_out(options: ConvertOptions, inputs: list[str | Path]) -> None:
@@ -271,10 +250,11 @@ def _convert(
                 )
             )
     warnings = []
-    chat_only = {"answer_format", "tasks", "examples_per_frame", "negative_rate"}
-    ignored = sorted(chat_only & options.model_fields_set) if options.to in ("hf", "coco") else []
+    chat_only = {"answer_format", *ExampleOptions.model_fields}
+    ignored = chat_only & options.model_fields_set if options.to in ("hf", "coco") else set()
     if ignored:
-        flags = [f"--{o.replace('_', '-')}" for o in ignored]
+        fields = ConvertOptions.model_fields
+        flags = sorted(f"--{(fields[o].alias or o).replace('_', '-')}" for o in ignored)
         named = ", ".join(flags[:-1]) + " and " + flags[-1] if len(flags) > 1 else flags[0]
         was, shape = ("were", "they only shape") if len(flags) > 1 else ("was", "it only shapes")
         warnings.append(

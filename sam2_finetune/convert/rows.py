@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sam2_finetune.dataset import image_id
+from sam2_finetune.dataset import image_id, normalize_label
 from sam2_finetune.errors import ExportError, OptionsError, describe
 from sam2_finetune.ingest import Export, label_of, mask_value
 from sam2_finetune.masks import decode_compressed_counts, parse_counts
@@ -24,11 +24,6 @@ from sam2_finetune.masks import decode_compressed_counts, parse_counts
 # --------------------------------------------------------------------------------------------
 # Labels
 # --------------------------------------------------------------------------------------------
-
-
-def normalize_label(label: str) -> str:
-    """Case and whitespace folded: ``"  Red   Car "`` -> ``"red car"``."""
-    return " ".join(label.split()).lower()
 
 
 @dataclass(frozen=True)
