@@ -1119,3 +1119,36 @@ def test_validate_advice_and_normalize_labels_agree(tmp_path):
     # Both ways merge exactly the labels validate named into one label.
     assert "strasse" in merged.labels and not {"Straße", "STRASSE"} & set(merged.labels)
     assert len({"Straße", "STRASSE"} & set(relabelled.labels)) == 1
+
+
+def test_convert_releases_each_export_once_its_rows_are_written(tmp_path, monkeypatch):
+    """Memory across many exports stays flat: when the next export is opened, the previous
+    ones have dropped their parsed annotations, and none but the last is still referenced."""
+    import weakref
+
+    import sam2_finetune.convert as convert_module
+
+    real = convert_module.iter_exports
+    opened: list[weakref.ref] = []
+    seen_at_open: list[list[tuple[bool, int]]] = []
+
+    def spy(*args, **kwargs):
+        for export in real(*args, **kwargs):
+            if kwargs.get("video_ids") is not None:  # the pass that writes the rows
+                before = [
+                    (ref() is not None, len(ref().raw_frames) if ref() else 0) for ref in opened
+                ]
+                seen_at_open.append(before)
+                opened.append(weakref.ref(export))
+            yield export
+
+    monkeypatch.setattr(convert_module, "iter_exports", spy)
+    exports = [tmp_path / f"copy_{i}.zip" for i in range(4)]
+    for i, path in enumerate(exports):
+        path.write_bytes(EXPORTS[i % 3].read_bytes())
+    result = convert(ConvertOptions(exports=exports, to="hf", out=tmp_path / "hf"))
+    assert len(result.videos) == 4 and len(opened) == 4
+    for k, before in enumerate(seen_at_open):
+        assert all(frames == 0 for _, frames in before), k  # every earlier one released
+        assert sum(alive for alive, _ in before) <= 1, k  # at most the one just finished held
+    assert all(ref() is None for ref in opened)  # nothing kept once convert returns

@@ -17,7 +17,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,18 +30,20 @@ from sam2_finetune.answer_formats import ANSWER_FORMATS
 from sam2_finetune.convert.rows import (
     LabelMap,
     RowStats,
-    dataset_labels,
+    export_labels,
     iter_rows,
     load_label_map,
+    mapped_labels,
 )
 from sam2_finetune.errors import DatasetError, OptionsError, describe
 from sam2_finetune.ingest import (
     FRAMES_HELP,
     Export,
     LimitsOption,
+    distinct_video_ids,
     expand_exports,
     frame_sources,
-    read_exports,
+    iter_exports,
 )
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
 from sam2_finetune.tasks import ExampleOptions
@@ -187,20 +192,39 @@ def convert(options: ConvertOptions) -> ConvertResult:
     sources = frame_sources(paths, options.frames)
     _check_inputs_outside_out(options, [*paths, *(s for s in sources or () if s)])
     label_map = load_label_map(options.label_map, options.normalize_labels)
-    exports = read_exports(
-        paths, frames=sources, limits=options.limits, strict=not options.drop_broken
+    read = partial(
+        iter_exports, paths, frames=sources, limits=options.limits, strict=not options.drop_broken
     )
-    try:
-        return _convert(options, exports, label_map, started)
-    finally:
-        for export in exports:
-            export.close()
+    # A first pass keeps only what the label table (ClassLabel names, category ids) and the
+    # video ids need; the rows are then written export by export, each released once its rows
+    # are written: peak memory is one export's whatever their number.
+    typed, videos, overlay = _first_pass(read())
+    with closing(read(video_ids=videos)) as exports:
+        return _convert(options, exports, videos, overlay, typed, label_map, started)
+
+
+def _first_pass(exports: Iterator[Export]) -> tuple[set[str], list[str], list[bool]]:
+    """(labels as typed, distinct video ids, whether each export's images are overlays)."""
+    typed: set[str] = set()
+    derived: list[str] = []
+    overlay: list[bool] = []
+    for export in exports:
+        typed |= export_labels(export)
+        derived.append(export.video.video_id)
+        overlay.append(export.image_kind == "overlay")
+    return typed, distinct_video_ids(derived), overlay
 
 
 def _convert(
-    options: ConvertOptions, exports: list[Export], label_map: LabelMap, started: float
+    options: ConvertOptions,
+    exports: Iterator[Export],
+    videos: list[str],
+    overlay: list[bool],
+    typed: set[str],
+    label_map: LabelMap,
+    started: float,
 ) -> ConvertResult:
-    labels, typed = dataset_labels(exports, label_map)
+    labels = mapped_labels(typed, label_map)
     if options.to in ("llava", "sharegpt"):
         from sam2_finetune.answer_formats import check_labels
         from sam2_finetune.convert.chat import IMAGE_TOKEN
@@ -262,7 +286,7 @@ def _convert(
             f"--to llava and --to sharegpt, and --to {options.to} writes none (the canonical "
             "dataset stays format-free; the training collator applies them)"
         )
-    overlay_videos = [e.video.video_id for e in exports if e.image_kind == "overlay"]
+    overlay_videos = [video for video, drawn in zip(videos, overlay, strict=True) if drawn]
     if overlay_videos and stats.overlay_rows:
         warnings.append(
             f"{stats.overlay_rows} of {stats.rows} rows use OVERLAY images (the annotations are "
@@ -274,7 +298,7 @@ def _convert(
             f"{len(stats.broken_objects)} object(s) with a mask that cannot be read were left out "
             f"(--drop-broken); the first: {stats.broken_objects[0]}"
         )
-    unused = label_map.unused_keys(typed)
+    unused = label_map.unused_keys(sorted(typed))
     if unused:
         warnings.append(f"label map entries that matched no label: {', '.join(unused)}")
     never = sorted(set(labels) - stats.labels_used)
@@ -286,7 +310,7 @@ def _convert(
         rows=stats.rows,
         objects=stats.objects,
         labels=labels,
-        videos=[e.video.video_id for e in exports],
+        videos=videos,
         paths=paths,
         overlay_rows=stats.overlay_rows,
         empty_rows=stats.empty_rows,

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -392,21 +392,65 @@ def read_exports(
         for export in exports:
             export.close()
         raise
-    taken = {e.video.video_id for e in exports}
-    seen: Counter[str] = Counter()
     out = []
-    for export in exports:
-        base = export.video.video_id
-        seen[base] += 1
-        if seen[base] > 1:
-            n = seen[base]
-            while f"{base}-{n}" in taken:
-                n += 1
-            seen[base] = n
-            taken.add(f"{base}-{n}")
-            video = dataclasses.replace(export.video, video_id=f"{base}-{n}")
+    for export, video_id in zip(
+        exports, distinct_video_ids([e.video.video_id for e in exports]), strict=True
+    ):
+        if video_id != export.video.video_id:
+            video = dataclasses.replace(export.video, video_id=video_id)
             export = dataclasses.replace(export, video=video)
         out.append(export)
+    return out
+
+
+def iter_exports(
+    paths: Sequence[str | Path],
+    *,
+    frames: Sequence[str | Path | None] | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+    strict: bool = True,
+    video_ids: Sequence[str] | None = None,
+) -> Iterator[Export]:
+    """Read exports one at a time: each is released (:meth:`Export.release`: closed, its
+    parsed annotations dropped) when the next is asked for, or when the loop stops. Memory
+    holds one export however many there are; ``read_exports`` holds them all.
+
+    ``video_ids`` overrides the derived ids (pass :func:`distinct_video_ids` of a first pass to
+    name them as ``read_exports`` does).
+    """
+    for i, path in enumerate(paths):
+        export = read_export(
+            path,
+            frames=frames[i] if frames else None,
+            limits=limits,
+            strict=strict,
+            video_id=video_ids[i] if video_ids is not None else None,
+        )
+        try:
+            yield export
+        finally:
+            export.release()
+            del export  # not held while the next one is read
+
+
+def distinct_video_ids(ids: Sequence[str]) -> list[str]:
+    """``ids`` (derived by :func:`read_export`, in the order the exports were given) made
+    distinct: a repeated id gets ``-2``, ``-3``, ... as :func:`read_exports` names them (also
+    used by ``convert``, which reads the exports one at a time)."""
+    taken = set(ids)
+    seen: Counter[str] = Counter()
+    out = []
+    for base in ids:
+        seen[base] += 1
+        if seen[base] == 1:
+            out.append(base)
+            continue
+        n = seen[base]
+        while f"{base}-{n}" in taken:
+            n += 1
+        seen[base] = n
+        taken.add(f"{base}-{n}")
+        out.append(f"{base}-{n}")
     return out
 
 

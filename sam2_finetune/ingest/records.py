@@ -218,6 +218,15 @@ class Export:
         if self.frames._source is not None:
             self.frames._source.close()
 
+    def release(self) -> None:
+        """Close the archive and drop the parsed annotations (``raw_frames``, ``images`` and
+        ``frames`` come out empty): for a reader done with this export that may still hold the
+        value while it opens the next (``convert`` of many exports keeps memory flat so)."""
+        self.close()
+        self.raw_frames.clear()  # the list FrameSequence reads too
+        self.images.clear()
+        self.frames._chunk = (0, [])
+
     def __enter__(self) -> Export:
         return self
 
