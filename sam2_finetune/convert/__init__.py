@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -44,6 +44,7 @@ from sam2_finetune.ingest import (
     expand_exports,
     frame_sources,
     iter_exports,
+    read_exports,
 )
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
 from sam2_finetune.tasks import ExampleOptions
@@ -198,12 +199,21 @@ def convert(options: ConvertOptions) -> ConvertResult:
     # A first pass keeps only what the label table (ClassLabel names, category ids) and the
     # video ids need; the rows are then written export by export, each released once its rows
     # are written: peak memory is one export's whatever their number.
+    if len(paths) == 1:  # one export is read once, and kept from the first pass to its rows
+        (export,) = read_exports(
+            paths, frames=sources, limits=options.limits, strict=not options.drop_broken
+        )
+        try:
+            typed, videos, overlay = _first_pass([export])
+            return _convert(options, iter([export]), videos, overlay, typed, label_map, started)
+        finally:
+            export.release()
     typed, videos, overlay = _first_pass(read())
     with closing(read(video_ids=videos)) as exports:
         return _convert(options, exports, videos, overlay, typed, label_map, started)
 
 
-def _first_pass(exports: Iterator[Export]) -> tuple[set[str], list[str], list[bool]]:
+def _first_pass(exports: Iterable[Export]) -> tuple[set[str], list[str], list[bool]]:
     """(labels as typed, distinct video ids, whether each export's images are overlays)."""
     typed: set[str] = set()
     derived: list[str] = []
