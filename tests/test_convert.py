@@ -1152,3 +1152,24 @@ def test_convert_releases_each_export_once_its_rows_are_written(tmp_path, monkey
         assert all(frames == 0 for _, frames in before), k  # every earlier one released
         assert sum(alive for alive, _ in before) <= 1, k  # at most the one just finished held
     assert all(ref() is None for ref in opened)  # nothing kept once convert returns
+
+
+def test_presets_point_at_the_split_folder_the_docs_and_makefile_write():
+    """`make split` / the README write data/split: every preset trains on that path (or on
+    sample_data), so `check` does not call the dataset missing after the quickstart."""
+    import re
+
+    import yaml
+
+    from sam2_finetune.train.config import PRESETS_DIR
+
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--out $(or $(OUT),data/split)" in makefile
+    assert "--out data/split" in (ROOT / "README.md").read_text()
+    presets = sorted(PRESETS_DIR.rglob("*.yaml"))
+    assert len(presets) > 5
+    for preset in presets:
+        text = preset.read_text()
+        dataset = yaml.safe_load(text)["data"]["dataset"]
+        assert dataset in ("data/split", "sample_data"), preset
+        assert not re.search(r"data/splits\b", text), preset
