@@ -122,8 +122,10 @@ class ExampleOptions(BaseModel):
     task_mix: dict[Task, TaskWeight] | None = Field(
         None,
         alias="tasks",  # the CLI flag (--tasks detect=0.5 ground=0.3); YAML writes task_mix
-        description="Relative weight of each task (detect, ground, segment, count); "
-        "default: 0.4 / 0.3 / 0.2 / 0.1, without segment for formats without polygons.",
+        description="Relative weight of each task (detect, ground, segment, count), e.g. "
+        "{detect: 2, count: 1}, or on the command line --tasks detect=2 count=1 or detect count "
+        "(equal weights); default: 0.4 / 0.3 / 0.2 / 0.1, without segment for formats without "
+        "polygons.",
     )
     min_pixels: int | None = Field(
         None,

@@ -56,9 +56,9 @@ class ConvertOptions(ExampleOptions):
     """Convert SAM2 exports into the canonical Hugging Face dataset (--to hf, the input of
     validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances.
 
-    The example-building options (--tasks, --negative-rate, --max-polygon-points,
-    --examples-per-frame, --min-pixels, --max-pixels) are :class:`~sam2_finetune.tasks.
-    ExampleOptions`, the same the training config's ``data`` section holds."""
+    The example-building options (--tasks, --min-pixels, --max-pixels, --negative-rate,
+    --max-polygon-points, --examples-per-frame) shape llava/sharegpt; they are declared once
+    (tasks.ExampleOptions) and are the same options as the training config's data section."""
 
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
