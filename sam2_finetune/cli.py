@@ -181,6 +181,12 @@ def _argument_kwargs(annotation: Any, info: FieldInfo, flag: str) -> dict[str, A
     if info.is_required():
         kwargs["required"] = True
     origin = get_origin(annotation)
+    if origin is dict:
+        # KEY=VALUE items, one per flag or comma-separated (--tasks detect=2 --tasks count=1,
+        # --tasks detect=2,count=1): like a list, a flag never takes a positional after it.
+        kwargs.update(action="append", metavar="KEY=VALUE")
+        kwargs["help"] += _repeat_help(flag)
+        return kwargs
     if annotation is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
         kwargs.pop("required", None)

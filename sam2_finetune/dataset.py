@@ -22,10 +22,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sam2_finetune.errors import DatasetError
+from sam2_finetune.errors import DatasetError, describe
 
 if TYPE_CHECKING:
     import datasets
+
+
+def normalize_label(label: str) -> str:
+    """The one spelling labels that differ only in case or whitespace share: ``"  Red   Car "``
+    -> ``"red car"``, ``"Straße"`` and ``"STRASSE"`` -> ``"strasse"`` (``casefold``, not
+    ``lower``). ``convert --normalize-labels`` merges by it and ``validate``'s label-variants
+    rule groups by it, so the advice and the option always agree."""
+    return " ".join(label.split()).casefold()
 
 
 def image_id(video_id: str, frame_index: int) -> str:
@@ -74,6 +82,9 @@ def category_names(dataset: datasets.Dataset | datasets.DatasetDict) -> list[str
     return list(feature["category"].names)
 
 
+# Files save_to_disk writes: a Dataset folder has state.json, a DatasetDict dataset_dict.json.
+DATASET_MARKERS = ("dataset_dict.json", "state.json")
+
 # The columns every stage reads; `columns=` lets a reader that needs fewer ask for fewer.
 CANONICAL_COLUMNS = ("image", "image_id", "video_id", "frame_index", "objects")
 
@@ -88,15 +99,23 @@ def load_canonical(
     path = Path(path)
     if not path.exists():
         raise DatasetError(
-            f"{path}: no such dataset folder. Fix: create it with "
-            f"`sam2-finetune convert EXPORT... --to hf --out {path}`."
+            describe(
+                "no such dataset folder",
+                file=path,
+                fix=f"create it with `sam2-finetune convert EXPORT... --to hf --out {path}`",
+            )
         )
+    _refuse_exports(path)
     try:
         dataset = load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as exc:
         raise DatasetError(
-            f"{path}: not a dataset saved with save_to_disk ({exc}). Fix: point at the folder "
-            "`sam2-finetune convert --to hf` or `sam2-finetune split` wrote."
+            describe(
+                f"not a dataset saved with save_to_disk ({exc})",
+                file=path,
+                fix="point at the folder `sam2-finetune convert --to hf` or "
+                "`sam2-finetune split` wrote",
+            )
         ) from None
     from datasets import DatasetDict
 
@@ -109,3 +128,38 @@ def load_canonical(
             "`sam2-finetune convert --to hf`."
         )
     return dataset
+
+
+def _refuse_exports(path: Path) -> None:
+    """A SAM2 export (ZIP, folder, or a folder of them) or any other file is not a dataset: say
+    what it is and give the convert command that makes one, rather than ``datasets``' "Directory
+    ... is neither a Dataset directory" (which it also says of a file)."""
+    source = path
+    if path.is_dir():
+        zips = sorted(p.name for p in path.glob("*.zip"))
+        exports = (path / "annotations.json").is_file() or any(path.glob("*/annotations.json"))
+        if not (exports or zips) or any((path / m).is_file() for m in DATASET_MARKERS):
+            return
+        what = "a SAM2 export folder" if exports else f"a folder of export ZIPs ({zips[0]}, ...)"
+    elif path.suffix.lower() == ".zip":
+        what = "a ZIP file (a SAM2 export?)"
+    elif path.name == "annotations.json":
+        what, source = "an export's annotations.json", path.parent
+    else:
+        raise DatasetError(
+            describe(
+                "this is a file, not a canonical dataset",
+                file=path,
+                fix="pass the folder `sam2-finetune convert --to hf` or `sam2-finetune split` "
+                "wrote",
+            )
+        )
+    raise DatasetError(
+        describe(
+            f"this is {what}, not a canonical dataset (a folder written by `convert --to hf` "
+            "or `split`)",
+            file=path,
+            fix=f"convert it first: `sam2-finetune convert {source} --to hf --out data/hf`, "
+            "then pass data/hf",
+        )
+    )

@@ -15,7 +15,10 @@ so the model learns to say "none" rather than invent boxes. A frame without visi
 without a vocabulary to draw from gets ``detect`` (an empty answer).
 
 The same functions serve the LLaVA / ShareGPT converters and the training collator, so the
-prompts a model trains on and the answers it is scored against are built in one place.
+prompts a model trains on and the answers it is scored against are built in one place:
+:class:`ExampleOptions` declares every example-building option once (``ConvertOptions`` and the
+training config's ``data`` section both inherit it), and :func:`examples_for_row` turns one
+canonical row into its examples, seeded per image (and per epoch, for the collator).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sam2_finetune.answer_formats import (
     ANSWER_FORMATS,
@@ -36,20 +41,28 @@ from sam2_finetune.answer_formats import (
 )
 from sam2_finetune.errors import OptionsError, describe
 from sam2_finetune.masks import Rle
-from sam2_finetune.polygons import mask_to_polygons, polygon_iou
+from sam2_finetune.polygons import MIN_POINTS_PER_PART, mask_to_polygons, polygon_iou
 
 __all__ = [
     "DEFAULT_TASK_MIX",
     "NEGATIVE_RATE",
+    "QWEN_MAX_PIXELS",
+    "QWEN_MIN_PIXELS",
     "TASKS",
     "TEMPLATES",
     "Example",
+    "ExampleOptions",
+    "Task",
+    "TaskWeight",
     "answer_objects",
     "build_example",
     "choose_task",
     "default_task_mix",
+    "example_rng",
+    "examples_for_row",
     "parse_task_mix",
     "polygon_fidelity",
+    "resized_size",
 ]
 
 # Phrasings per task, chosen at random per example so the model does not tie the task to one
@@ -86,6 +99,92 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 
 DEFAULT_TASK_MIX: dict[str, float] = {"detect": 0.4, "ground": 0.3, "segment": 0.2, "count": 0.1}
 NEGATIVE_RATE = 0.1
+
+Task = Literal["detect", "ground", "segment", "count"]  # TASKS, as a type for options
+TaskWeight = Annotated[float, Field(ge=0, le=1000)]
+
+# The pixel bounds the Qwen2-VL / Qwen2.5-VL processors apply when an option leaves them unset:
+# what the checkpoints' preprocessor_config.json states (min_pixels 3136, max_pixels 12845056),
+# so what a model trained with the processor's defaults sees. transformers' class defaults
+# (28 * 28 * 1280) are NOT what a loaded checkpoint uses.
+QWEN_MIN_PIXELS = 56 * 56
+QWEN_MAX_PIXELS = 12_845_056
+
+
+class ExampleOptions(BaseModel):
+    """How examples are built from a canonical row: declared once, inherited by
+    ``ConvertOptions`` (``--to llava/sharegpt``) and the training config's ``data`` section, so
+    a dataset converted and a run trained with the same values build the same examples (and
+    resize Qwen images to the same size, which its answers' pixel coordinates depend on)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    task_mix: dict[Task, TaskWeight] | None = Field(
+        None,
+        alias="tasks",  # the CLI flag (--tasks detect=0.5,ground=0.3); YAML writes task_mix
+        description="Relative weight of each task (detect, ground, segment, count), e.g. "
+        "{detect: 2, count: 1}, or on the command line --tasks detect=2,count=1 (or one --tasks "
+        "per task; names alone weigh equally); default: 0.4 / 0.3 / 0.2 / 0.1, without segment "
+        "for formats without polygons.",
+    )
+    min_pixels: int | None = Field(
+        None,
+        ge=784,
+        le=100_000_000,
+        description="Qwen families: fewest pixels per image; default: the processor's own "
+        f"({QWEN_MIN_PIXELS}).",
+    )
+    max_pixels: int | None = Field(
+        None,
+        ge=784,
+        le=100_000_000,
+        description="Qwen families: most pixels per image; default: the processor's own "
+        f"({QWEN_MAX_PIXELS}, as the Qwen2-VL / Qwen2.5-VL checkpoints state).",
+    )
+    negative_rate: float = Field(
+        NEGATIVE_RATE,
+        ge=0,
+        le=1,
+        description="Share of ground/segment/count examples that ask for a label absent from "
+        "the frame.",
+    )
+    max_polygon_points: int = Field(
+        32,
+        ge=MIN_POINTS_PER_PART,  # a part keeps its 4 extreme points (its box)
+        le=10_000,
+        description="Most points per polygon of the segment task.",
+    )
+    examples_per_frame: int = Field(
+        1, ge=1, le=1000, description="Examples per frame, each with its own task."
+    )
+
+    @field_validator("task_mix", mode="before")
+    @classmethod
+    def _task_mix_from_text(cls, value: Any) -> Any:
+        # Text from the command line ("detect=0.5,ground=0.3", ["detect=2", "count=1"],
+        # "detect count") is read by parse_task_mix, which reports every problem at once;
+        # a mapping (YAML) is checked by the field's type and kept as written.
+        if value is None or isinstance(value, Mapping):
+            return value
+        return parse_task_mix(value)
+
+    def pixel_bounds(self) -> tuple[int, int]:
+        """``(min_pixels, max_pixels)`` with the processor's defaults filled in."""
+        return (self.min_pixels or QWEN_MIN_PIXELS, self.max_pixels or QWEN_MAX_PIXELS)
+
+    def pixel_problem(self) -> str | None:
+        """Why the pixel bounds cannot both hold, or None."""
+        low, high = self.pixel_bounds()
+        if low > high:
+            return f"min_pixels must be <= max_pixels ({high})"
+        return None
+
+    def task_weights(self, answer_format: str) -> dict[str, float]:
+        """The task mix normalised, checked against ``answer_format`` (``segment`` needs
+        polygons); the format's default mix when none is set."""
+        return parse_task_mix(
+            self.task_mix or default_task_mix(answer_format), answer_format=answer_format
+        )
 
 
 @dataclass(frozen=True)
@@ -220,6 +319,71 @@ def build_example(
     )
 
 
+def example_rng(seed: int, image_id: str, epoch: int = 0) -> random.Random:
+    """The random source of one row's examples: seeded by the seed and the row's ``image_id``
+    (adding an export does not change the others' examples) and, past epoch 0, the epoch, so
+    the training collator draws new tasks each epoch while epoch 0 is what convert wrote."""
+    return random.Random(f"{seed}:{image_id}" if epoch == 0 else f"{seed}:{image_id}:{epoch}")
+
+
+def resized_size(
+    answer_format: str, width: int, height: int, options: ExampleOptions | None = None
+) -> tuple[int, int] | None:
+    """``(width, height)`` the Qwen processor resizes a ``width`` x ``height`` frame to, under
+    ``options``' pixel bounds, for answer formats whose coordinates are in resized pixels;
+    None for the others."""
+    if not get_format(answer_format).needs_resized_wh:
+        return None
+    from sam2_finetune.answer_formats import qwen_smart_resize
+
+    low, high = (options or ExampleOptions()).pixel_bounds()
+    h, w = qwen_smart_resize(height, width, min_pixels=low, max_pixels=high)
+    return (w, h)
+
+
+def examples_for_row(
+    row: Mapping[str, Any],
+    options: ExampleOptions,
+    answer_format: str,
+    *,
+    seed: int,
+    epoch: int = 0,
+    vocabulary: Sequence[str] | None = None,
+) -> list[Example]:
+    """The ``options.examples_per_frame`` examples of one canonical row (the dict a canonical
+    ``datasets`` dataset yields, or :func:`sam2_finetune.convert.rows.iter_rows`' row).
+
+    Each example's task is drawn from ``options``' task mix, then built by
+    :func:`build_example`, all from :func:`example_rng` ``(seed, image_id, epoch)``: the same
+    row, options and seed give the same examples in ``convert --to llava/sharegpt`` (epoch 0)
+    and in the training collator, which passes the epoch to vary the draw. ``vocabulary`` (the
+    dataset's labels) enables negative examples.
+
+    >>> row = {"image_id": "v/000000", "width": 100, "height": 50, "objects": [{"label": "car",
+    ...        "area": 6, "bbox": [10, 10, 3, 2], "segmentation": {"size": [50, 100],
+    ...        "counts": "..."}}]}
+    >>> [e.task for e in examples_for_row(row, ExampleOptions(task_mix={"count": 1}), "json",
+    ...                                   seed=0)]
+    ['count']
+    """
+    mix = options.task_weights(answer_format)
+    rng = example_rng(seed, str(row["image_id"]), epoch)
+    resized = resized_size(answer_format, int(row["width"]), int(row["height"]), options)
+    return [
+        build_example(
+            row,
+            task=choose_task(rng, mix),
+            answer_format=answer_format,
+            rng=rng,
+            resized_wh=resized,
+            max_polygon_points=options.max_polygon_points,
+            vocabulary=vocabulary,
+            negative_rate=options.negative_rate,
+        )
+        for _ in range(options.examples_per_frame)
+    ]
+
+
 def choose_task(rng: random.Random, mix: Mapping[str, float]) -> str:
     """Draw a task with probability proportional to its weight in ``mix`` (one ``rng`` draw)."""
     unknown = sorted(set(mix) - set(TASKS))
@@ -257,7 +421,7 @@ def parse_task_mix(
     spec: str | Sequence[str] | Mapping[str, float], *, answer_format: str | None = None
 ) -> dict[str, float]:
     """Read a task mix: ``"detect=0.5,ground=0.3,segment=0.1,count=0.1"``, ``"detect,count"``
-    (equal weights), a list of such items (``--tasks detect=2 ground=1``) or a mapping.
+    (equal weights), a list of such items (``--tasks detect=2 --tasks ground=1``) or a mapping.
 
     Returns weights normalised to sum to 1, in :data:`TASKS` order. Every problem (unknown task,
     bad or negative weight, repeated task, ``segment`` with a format without polygons) is

@@ -384,3 +384,12 @@ def test_the_package_version_is_the_installed_metadata():
     # tomllib is Python 3.11+; the package supports 3.10.
     pyproject = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
     assert sam2_finetune.__version__ == version("sam2-finetune") == pyproject.group(1)
+
+
+def test_a_mapping_option_never_takes_the_exports_after_it(tmp_path):
+    """``--tasks KEY=VALUE`` takes one item per flag (or a comma list), like the list options."""
+    export = Path(__file__).resolve().parent.parent / "sample_data" / "warehouse.zip"
+    argv = ["convert", "--to", "llava", "--out", str(tmp_path / "a"), "--tasks", "detect=2"]
+    assert main([*argv, "--tasks", "count=1", str(export)]) == 0
+    records = json.loads((tmp_path / "a" / "llava.json").read_text())
+    assert records and {r["id"].split("/")[0] for r in records} == {"warehouse-0c9f6a37"}

@@ -769,7 +769,7 @@ def test_qwen25_answers_are_in_resized_pixels(tmp_path):
                 out=out,
                 answer_format="qwen2_5_vl",
                 tasks=["detect"],
-                qwen_max_pixels=max_pixels,
+                max_pixels=max_pixels,
             )
         )
         record = json.loads((out / "llava.json").read_text())[0]
@@ -885,6 +885,291 @@ def test_chat_options_are_checked_and_flagged_for_every_output(tmp_path):
     result = convert(
         ConvertOptions(exports=[EXPORTS[1]], to="coco", out=tmp_path / "b", tasks=["detect"])
     )
-    assert any("--tasks" in w and "ignored for --to coco" in w for w in result.warnings)
+    (warning,) = [w for w in result.warnings if "ignored" in w]
+    assert warning.startswith("--tasks was ignored: it only shapes the prompts and answers of ")
+    assert "--to coco writes none" in warning
+    both = convert(
+        ConvertOptions(
+            exports=[EXPORTS[1]],
+            to="hf",
+            out=tmp_path / "d",
+            tasks=["detect"],
+            seed=3,
+            negative_rate=0.2,
+        )
+    )
+    (warning,) = [w for w in both.warnings if "ignored" in w]
+    assert warning.startswith("--negative-rate and --tasks were ignored: they only shape ")
+    assert "shape(s)" not in warning
     plain = convert(ConvertOptions(exports=[EXPORTS[1]], to="hf", out=tmp_path / "c"))
     assert not any("ignored" in w for w in plain.warnings)
+
+
+# --------------------------------------------------------------------------------------------
+# Archive limits and folders of exports, on every command that reads exports
+# --------------------------------------------------------------------------------------------
+
+
+def _padded_export(tmp_path: Path) -> Path:
+    """kitchen.zip with 3 MiB of trailing spaces in annotations.json (valid JSON): a legitimate
+    export whose annotations.json compresses about 1000:1, past the default bound of 200."""
+    members = _members(SAMPLE / "kitchen.zip")
+    members["annotations.json"] += b" " * (3 * 1024**2)
+    path = tmp_path / "padded.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "info"])
+def test_archive_limits_are_options_of_every_command_reading_exports(tmp_path, capsys, command):
+    from sam2_finetune.cli import main
+
+    padded = _padded_export(tmp_path)
+    extra = {
+        "convert": ["--to", "hf", "--out", str(tmp_path / "hf")],
+        "validate": ["--report", str(tmp_path / "report.md")],
+        "info": [],
+    }[command]
+    assert main([command, str(padded), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "compression ratio at most 200" in err
+    # The fix names the flag the user types, with a bound that lets this file through.
+    fix = err.partition("Fix: ")[2]
+    assert "--limits.max-ratio " in fix and "ArchiveLimits.max_ratio" in fix
+    bound = fix.partition("--limits.max-ratio ")[2].split()[0]
+    assert main([command, str(padded), *extra, "--limits.max-ratio", bound]) in (0, 1)
+    assert "compression ratio" not in capsys.readouterr().err
+
+
+def test_convert_options_take_archive_limits(tmp_path):
+    from sam2_finetune.errors import UnsafeArchiveError
+    from sam2_finetune.ingest import ArchiveLimits
+
+    padded = _padded_export(tmp_path)
+    with pytest.raises(UnsafeArchiveError):
+        convert(ConvertOptions(exports=[padded], out=tmp_path / "a"))
+    result = convert(
+        ConvertOptions(exports=[padded], out=tmp_path / "b", limits={"max_ratio": 5000})
+    )
+    assert result.rows > 0
+    assert ConvertOptions.model_fields["limits"].annotation is ArchiveLimits
+
+
+def test_a_folder_of_exports_converts_as_its_exports_sorted(tmp_path):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    for path in EXPORTS:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "notes.txt").write_text("not an export")
+    (folder / "._kitchen.zip").write_bytes(b"\0\5\26\7")  # macOS junk is not an export
+    by_folder = convert(ConvertOptions(exports=[folder], out=tmp_path / "a"))
+    by_files = convert(
+        ConvertOptions(exports=sorted(folder / p.name for p in EXPORTS), out=tmp_path / "b")
+    )
+    assert by_folder.videos == by_files.videos and len(by_folder.videos) == 3
+    assert [v.split("-")[0] for v in by_folder.videos] == ["kitchen", "street_scene", "warehouse"]
+    assert by_folder.rows == by_files.rows
+
+
+def test_an_extracted_export_folder_stays_one_export(tmp_path):
+    from sam2_finetune.ingest import expand_exports
+
+    export = tmp_path / "export"
+    for name, data in _members(SAMPLE / "kitchen.zip").items():
+        (export / name).parent.mkdir(parents=True, exist_ok=True)
+        (export / name).write_bytes(data)
+    assert expand_exports([export]) == [export]
+    # Unzipping a re-zipped export gives the export one folder down: still that one export.
+    wrapper = tmp_path / "wrapper"
+    wrapper.mkdir()
+    export.rename(wrapper / "my export (copy)")
+    assert expand_exports([wrapper]) == [wrapper]
+    # Two export folders side by side, and a ZIP: the folder holds three exports.
+    (wrapper / "second").mkdir()
+    (wrapper / "second" / "annotations.json").write_text("{}")
+    (wrapper / "third.zip").write_bytes((SAMPLE / "kitchen.zip").read_bytes())
+    assert expand_exports([wrapper]) == [
+        wrapper / "my export (copy)",
+        wrapper / "second",
+        wrapper / "third.zip",
+    ]
+    result = convert(
+        ConvertOptions(exports=[tmp_path / "wrapper" / "my export (copy)"], out=tmp_path / "hf")
+    )
+    assert len(result.videos) == 1
+
+
+def test_sample_data_folder_works_for_info_and_validate(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    assert main(["info", str(SAMPLE), "--json"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    assert [Path(s["source"]).name for s in summaries] == [
+        "kitchen.zip",
+        "street_scene.zip",
+        "warehouse.zip",
+    ]
+    assert main(["validate", str(SAMPLE)]) == 0
+    assert "over 3 video(s)" in capsys.readouterr().out
+
+
+def test_info_on_annotations_json_says_to_pass_its_folder(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    export = tmp_path / "export"
+    for name, data in _members(SAMPLE / "kitchen.zip").items():
+        (export / name).parent.mkdir(parents=True, exist_ok=True)
+        (export / name).write_bytes(data)
+    assert main(["info", str(export / "annotations.json")]) == 2
+    err = capsys.readouterr().err
+    assert "annotations.json, not the export" in err
+    assert f"pass its folder instead: {export}" in err
+    assert "not a readable ZIP" not in err
+
+
+@pytest.mark.parametrize(
+    ("given", "what", "fix"),
+    [
+        ("kitchen.zip", "this is a ZIP file", "sam2-finetune convert {dir}/kitchen.zip --to hf"),
+        (
+            "exports",
+            "this is a folder of export ZIPs",
+            "sam2-finetune convert {dir}/exports --to hf",
+        ),
+        ("export", "this is a SAM2 export folder", "sam2-finetune convert {dir}/export --to hf"),
+        ("export/annotations.json", "export's annotations.json", "convert {dir}/export --to hf"),
+        ("notes.txt", "this is a file, not a canonical dataset", "pass the folder"),
+    ],
+)
+def test_loading_an_export_as_a_dataset_points_to_convert(tmp_path, given, what, fix):
+    from sam2_finetune.dataset import load_canonical
+
+    (tmp_path / "kitchen.zip").write_bytes((SAMPLE / "kitchen.zip").read_bytes())
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "a.zip").write_bytes((SAMPLE / "kitchen.zip").read_bytes())
+    for name, data in _members(SAMPLE / "kitchen.zip").items():
+        (tmp_path / "export" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "export" / name).write_bytes(data)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError) as raised:
+        load_canonical(tmp_path / given)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / given}: ") and what in message
+    assert fix.format(dir=tmp_path) in message.partition("Fix: ")[2]
+    assert "neither a `Dataset` directory" not in message
+
+
+def test_split_of_an_export_zip_points_to_convert(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    assert main(["split", str(SAMPLE / "kitchen.zip"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "not a canonical dataset" in err and "Directory" not in err
+    assert f"sam2-finetune convert {SAMPLE / 'kitchen.zip'} --to hf --out" in err
+
+
+def test_convert_json_prints_the_result(tmp_path, capsys):
+    from sam2_finetune.cli import main
+
+    out = tmp_path / "llava"
+    argv = ["convert", str(EXPORTS[1]), "--to", "llava", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)  # stdout is the JSON alone
+    records = json.loads((out / "llava.json").read_text())
+    assert printed["to"] == "llava" and printed["out"] == str(out)
+    assert printed["rows"] == len(records) and printed["objects"] > 0
+    assert printed["paths"]["llava_json"] == str(out / "llava.json")
+    assert printed["labels"] == sorted(printed["labels"]) and len(printed["videos"]) == 1
+    assert printed["warnings"] and all(w in captured.err for w in printed["warnings"])
+    assert printed["polygon_fidelity"] is None or printed["polygon_fidelity"]["objects"] >= 0
+
+
+def test_validate_advice_and_normalize_labels_agree(tmp_path):
+    """'Straße' and 'STRASSE' differ only in case (casefold): validate calls them variants and
+    --normalize-labels merges them; with lower() the two would disagree."""
+    from sam2_finetune.dataset import normalize_label
+    from sam2_finetune.validate import ValidateOptions, validate
+
+    assert normalize_label("  Straße ") == normalize_label("STRASSE") == "strasse"
+    assert normalize_label("  Red \t Car ") == "red car"
+    members = _members(SAMPLE / "kitchen.zip")
+    ann = json.loads(members["annotations.json"])
+    for frame in ann["annotations"]:
+        for obj in frame["objects"]:
+            obj["label"] = {"cup": "Straße", "Cup": "STRASSE"}.get(obj["label"], obj["label"])
+    members["annotations.json"] = json.dumps(ann).encode()
+    export = tmp_path / "street_signs.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    report = validate(ValidateOptions(inputs=[export], report=tmp_path / "report.md"))
+    advice = {k: v for k, v in report.relabel.items() if normalize_label(k) == "strasse"}
+    assert len(advice) == 1 and {*advice, *advice.values()} == {"Straße", "STRASSE"}
+    typed = convert(ConvertOptions(exports=[export], out=tmp_path / "typed"))
+    assert {"Straße", "STRASSE"} <= set(typed.labels)
+    merged = convert(ConvertOptions(exports=[export], out=tmp_path / "n", normalize_labels=True))
+    relabelled = convert(
+        ConvertOptions(
+            exports=[export], out=tmp_path / "m", label_map=tmp_path / "report_relabel.json"
+        )
+    )
+    # Both ways merge exactly the labels validate named into one label.
+    assert "strasse" in merged.labels and not {"Straße", "STRASSE"} & set(merged.labels)
+    assert len({"Straße", "STRASSE"} & set(relabelled.labels)) == 1
+
+
+def test_convert_releases_each_export_once_its_rows_are_written(tmp_path, monkeypatch):
+    """Memory across many exports stays flat: when the next export is opened, the previous
+    ones have dropped their parsed annotations, and none but the last is still referenced."""
+    import weakref
+
+    import sam2_finetune.convert as convert_module
+
+    real = convert_module.iter_exports
+    opened: list[weakref.ref] = []
+    seen_at_open: list[list[tuple[bool, int]]] = []
+
+    def spy(*args, **kwargs):
+        for export in real(*args, **kwargs):
+            if kwargs.get("video_ids") is not None:  # the pass that writes the rows
+                before = [
+                    (ref() is not None, len(ref().raw_frames) if ref() else 0) for ref in opened
+                ]
+                seen_at_open.append(before)
+                opened.append(weakref.ref(export))
+            yield export
+
+    monkeypatch.setattr(convert_module, "iter_exports", spy)
+    exports = [tmp_path / f"copy_{i}.zip" for i in range(4)]
+    for i, path in enumerate(exports):
+        path.write_bytes(EXPORTS[i % 3].read_bytes())
+    result = convert(ConvertOptions(exports=exports, to="hf", out=tmp_path / "hf"))
+    assert len(result.videos) == 4 and len(opened) == 4
+    for k, before in enumerate(seen_at_open):
+        assert all(frames == 0 for _, frames in before), k  # every earlier one released
+        assert sum(alive for alive, _ in before) <= 1, k  # at most the one just finished held
+    assert all(ref() is None for ref in opened)  # nothing kept once convert returns
+
+
+def test_presets_point_at_the_split_folder_the_docs_and_makefile_write():
+    """`make split` / the README write data/split: every preset trains on that path (or on
+    sample_data), so `check` does not call the dataset missing after the quickstart."""
+    import re
+
+    import yaml
+
+    from sam2_finetune.train.config import PRESETS_DIR
+
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--out $(or $(OUT),data/split)" in makefile
+    assert "--out data/split" in (ROOT / "README.md").read_text()
+    presets = sorted(PRESETS_DIR.rglob("*.yaml"))
+    assert len(presets) > 5
+    for preset in presets:
+        text = preset.read_text()
+        dataset = yaml.safe_load(text)["data"]["dataset"]
+        assert dataset in ("data/split", "sample_data"), preset
+        assert not re.search(r"data/splits\b", text), preset

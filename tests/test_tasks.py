@@ -1,3 +1,4 @@
+import inspect
 import random
 from collections import Counter
 
@@ -289,3 +290,164 @@ def test_polygon_fidelity_reports_mean_min_and_worst():
     assert report["mean_iou"] == pytest.approx((6 * 1.0 + 2 * 0.75) / 8)
     assert report["below_0_9"] == 2 and report["multi_part"] == 2
     assert polygon_fidelity([])["mean_iou"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# One declaration of the example options, one public example builder
+# --------------------------------------------------------------------------------------------
+
+
+def test_example_options_are_declared_once_for_convert_and_training():
+    from sam2_finetune.convert import ConvertOptions
+    from sam2_finetune.tasks import ExampleOptions
+    from sam2_finetune.train.config import DataSection
+
+    names = set(ExampleOptions.model_fields)
+    assert {"task_mix", "min_pixels", "max_pixels", "negative_rate"} <= names
+    assert {"max_polygon_points", "examples_per_frame"} <= names
+    for model in (ConvertOptions, DataSection):
+        assert issubclass(model, ExampleOptions)
+        for name in names:  # inherited, not re-declared: the very same field
+            assert name not in inspect.get_annotations(model), (model, name)
+            assert repr(model.model_fields[name]) == repr(ExampleOptions.model_fields[name])
+
+
+def test_default_pixel_bounds_are_what_the_qwen_processor_gives_training():
+    """Unset bounds mean the processor's own: what a Qwen2-VL / Qwen2.5-VL checkpoint states
+    (and the registry estimates memory with), so convert and train resize alike."""
+    from sam2_finetune.models.registry import FAMILIES
+    from sam2_finetune.tasks import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, ExampleOptions, resized_size
+    from sam2_finetune.train.config import DataSection
+
+    assert ExampleOptions().pixel_bounds() == (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
+    assert (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS) == (3136, 12_845_056)
+    for family in ("qwen2_vl", "qwen2_5_vl"):
+        rule = FAMILIES[family].default_checkpoint.image
+        assert (rule.min_pixels, rule.max_pixels) == (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
+    data = DataSection(dataset="d")
+    assert data.pixel_bounds() == ExampleOptions().pixel_bounds()
+    # 1920 x 1080 (2.07 M pixels) is kept near full size, not shrunk to 1.0 M as before.
+    assert resized_size("qwen2_5_vl", 1920, 1080) == (1932, 1092)
+    small = ExampleOptions(max_pixels=28 * 28 * 1280)
+    assert resized_size("qwen2_5_vl", 1920, 1080, small) == (1316, 728)
+    assert resized_size("json", 1920, 1080) is None
+    problem = ExampleOptions(min_pixels=400_000, max_pixels=200_704).pixel_problem()
+    assert problem is not None and "<= max_pixels" in problem
+
+
+def test_task_mix_reads_command_line_text_and_keeps_a_mapping_as_written():
+    from sam2_finetune.tasks import ExampleOptions
+
+    assert ExampleOptions(tasks=["detect=3", "count=1"]).task_mix == {"detect": 0.75, "count": 0.25}
+    assert ExampleOptions(task_mix="detect,ground").task_mix == {"detect": 0.5, "ground": 0.5}
+    assert ExampleOptions(task_mix={"detect": 2, "count": 1}).task_mix == {"detect": 2, "count": 1}
+    with pytest.raises(OptionsError, match="unknown task 'dance'"):
+        ExampleOptions(tasks=["detect", "dance"])
+    weights = ExampleOptions(task_mix={"detect": 2, "segment": 2}).task_weights("json")
+    assert weights == {"detect": 0.5, "segment": 0.5}
+    with pytest.raises(OptionsError, match="no polygon syntax"):
+        ExampleOptions(task_mix={"segment": 1}).task_weights("qwen2_vl")
+    assert ExampleOptions().task_weights("qwen2_vl") == pytest.approx(default_task_mix("qwen2_vl"))
+
+
+def test_the_same_flags_and_keys_reach_convert_and_the_config(tmp_path):
+    from pathlib import Path
+
+    from sam2_finetune.cli import main
+    from sam2_finetune.convert import ConvertOptions, convert
+    from sam2_finetune.train.config import validate_config
+
+    export = Path(__file__).resolve().parent.parent / "sample_data" / "warehouse.zip"
+    flags = ["--tasks", "detect=2,count=1", "--max-pixels", "3136", "--negative-rate", "0.3"]
+    flags += ["--examples-per-frame", "2", "--answer-format", "qwen2_5_vl"]
+    assert (
+        main(["convert", str(export), "--to", "llava", "--out", str(tmp_path / "a"), *flags]) == 0
+    )
+    convert(
+        ConvertOptions(
+            exports=[export],
+            to="llava",
+            out=tmp_path / "b",
+            answer_format="qwen2_5_vl",
+            task_mix={"detect": 2, "count": 1},
+            max_pixels=3136,
+            negative_rate=0.3,
+            examples_per_frame=2,
+        )
+    )
+    written = (tmp_path / "a" / "llava.json").read_text()
+    assert written == (tmp_path / "b" / "llava.json").read_text()
+    assert '"value": "<image>\\nSegment' not in written  # only detect and count were drawn
+    config = validate_config(
+        {
+            "model": {"family": "qwen2_5_vl"},
+            "data": {"dataset": "d", "max_pixels": 3136, "negative_rate": 0.3},
+            "training": {"epochs": 1},
+        }
+    )
+    assert config.data.max_pixels == 3136 and config.data.negative_rate == 0.3
+    assert config.data.pixel_bounds() == (3136, 3136)
+
+
+def _converted(tmp_path, fmt, **options):
+    """Convert kitchen.zip to llava and to hf with the same options; return the llava records
+    by image id, the canonical rows read back from the hf dataset, and the labels."""
+    from pathlib import Path
+
+    from sam2_finetune.convert import ConvertOptions, convert
+    from sam2_finetune.dataset import category_names, load_canonical
+
+    export = Path(__file__).resolve().parent.parent / "sample_data" / "kitchen.zip"
+    common = {"exports": [export], "answer_format": fmt, "seed": 7, **options}
+    convert(ConvertOptions(to="llava", out=tmp_path / "llava", **common))
+    convert(ConvertOptions(to="hf", out=tmp_path / "hf", **common))
+    import json
+
+    records: dict[str, list[tuple[str, str]]] = {}
+    for record in json.loads((tmp_path / "llava" / "llava.json").read_text()):
+        image_id = record["id"].rpartition("#")[0]
+        human, gpt = record["conversations"]
+        records.setdefault(image_id, []).append((human["value"].split("\n", 1)[1], gpt["value"]))
+    dataset = load_canonical(tmp_path / "hf")
+    return records, dataset, category_names(dataset)
+
+
+@pytest.mark.parametrize("fmt", ["json", "qwen2_5_vl"])
+def test_examples_for_a_canonical_row_are_exactly_what_convert_wrote(tmp_path, fmt):
+    """The training collator's path (a row of the canonical HF dataset, read back) and
+    convert's give the same examples for the same seed: one builder."""
+    from sam2_finetune.tasks import ExampleOptions, examples_for_row
+
+    options = ExampleOptions(examples_per_frame=2, negative_rate=0.3, max_polygon_points=12)
+    records, dataset, labels = _converted(
+        tmp_path, fmt, examples_per_frame=2, negative_rate=0.3, max_polygon_points=12
+    )
+    assert len(dataset) == len(records) > 10
+    tasks = Counter()
+    for row in dataset:
+        built = examples_for_row(row, options, fmt, seed=7, vocabulary=labels)
+        assert [(e.prompt, e.answer) for e in built] == records[row["image_id"]]
+        tasks.update(e.task for e in built)
+    assert len(tasks) >= 3  # the mix was really drawn from, not one task throughout
+
+
+def test_later_epochs_draw_again_reproducibly(tmp_path):
+    from sam2_finetune.tasks import ExampleOptions, examples_for_row
+
+    records, dataset, labels = _converted(tmp_path, "json")
+    options = ExampleOptions()
+    rows = list(dataset)
+
+    def draw(epoch):
+        return [
+            [(e.task, e.prompt, e.answer) for e in examples_for_row(
+                row, options, "json", seed=7, epoch=epoch, vocabulary=labels)]
+            for row in rows
+        ]  # fmt: skip
+
+    epoch0 = draw(0)
+    assert [[(p, a) for _, p, a in ex] for ex in epoch0] == [records[r["image_id"]] for r in rows]
+    epoch1 = draw(1)
+    assert epoch1 == draw(1)  # seeded: the same run draws the same epoch again
+    changed = sum(a != b for a, b in zip(epoch0, epoch1, strict=True))
+    assert changed > len(rows) // 3  # a new draw per epoch, not the same examples again

@@ -14,39 +14,58 @@ interrupted conversion leaves nothing at ``out``. ``hf`` is format-free (boxes a
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from sam2_finetune.answer_formats import ANSWER_FORMATS
 from sam2_finetune.convert.rows import (
     LabelMap,
     RowStats,
-    dataset_labels,
+    export_labels,
     iter_rows,
     load_label_map,
+    mapped_labels,
 )
 from sam2_finetune.errors import DatasetError, OptionsError, describe
-from sam2_finetune.ingest import FRAMES_HELP, Export, frame_sources, read_exports
+from sam2_finetune.ingest import (
+    FRAMES_HELP,
+    Export,
+    LimitsOption,
+    distinct_video_ids,
+    expand_exports,
+    frame_sources,
+    iter_exports,
+    read_exports,
+)
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
-from sam2_finetune.polygons import MIN_POINTS_PER_PART
+from sam2_finetune.tasks import ExampleOptions
 
 Format = Literal["hf", "llava", "sharegpt", "coco"]
 
 
-class ConvertOptions(BaseModel):
+class ConvertOptions(ExampleOptions):
     """Convert SAM2 exports into the canonical Hugging Face dataset (--to hf, the input of
-    validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances."""
+    validate/split/train), LLaVA or LLaMA-Factory ShareGPT conversations, or COCO instances.
 
-    model_config = ConfigDict(extra="forbid")
+    The example-building options (--tasks, --min-pixels, --max-pixels, --negative-rate,
+    --max-polygon-points, --examples-per-frame) shape llava/sharegpt; they are declared once
+    (tasks.ExampleOptions) and are the same options as the training config's data section."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
     exports: list[Path] = Field(
         min_length=1,
-        description="SAM2 export ZIPs or extracted folders (one per video).",
+        description="SAM2 export ZIPs or extracted folders (one per video), or folders "
+        "holding them.",
         json_schema_extra={"positional": True},
     )
     to: Format = Field("hf", description="Output format.")
@@ -69,38 +88,8 @@ class ConvertOptions(BaseModel):
         + ", ".join(ANSWER_FORMATS)
         + ".",
     )
-    tasks: list[str] | None = Field(
-        None,
-        description="Task mix (llava/sharegpt), e.g. detect=0.5,ground=0.3,segment=0.1,count=0.1 "
-        "or detect,count (equal weights); default: the answer format's default mix.",
-    )
-    examples_per_frame: int = Field(
-        1, ge=1, description="Examples per frame, each with its own task (llava/sharegpt)."
-    )
-    negative_rate: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="Share of ground/segment/count examples that ask for a label absent from the "
-        "frame (llava/sharegpt).",
-    )
-    max_polygon_points: int = Field(
-        32,
-        ge=MIN_POINTS_PER_PART,  # a part keeps its 4 extreme points (its box)
-        description="Most points per polygon of the segment task (llava/sharegpt).",
-    )
     seed: int = Field(
         0, description="Seed of the task, label and phrasing choice (llava/sharegpt)."
-    )
-    qwen_min_pixels: int = Field(
-        56 * 56,
-        gt=0,
-        description="Qwen2.5-VL processor min_pixels, for the resized size of its answers.",
-    )
-    qwen_max_pixels: int = Field(
-        28 * 28 * 1280,
-        gt=0,
-        description="Qwen2.5-VL processor max_pixels, for the resized size of its answers.",
     )
     dataset_name: str = Field(
         "sam2_finetune",
@@ -113,6 +102,12 @@ class ConvertOptions(BaseModel):
         "of stopping at the first one.",
     )
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
+    limits: LimitsOption
+    json_output: bool = Field(
+        False,
+        alias="json",
+        description="Print the result as JSON (outputs, counts, labels, warnings) instead of text.",
+    )
 
 
 @dataclass(frozen=True)
@@ -136,16 +131,29 @@ class ConvertResult:
     warnings: list[str] = field(default_factory=list)
     objects_dropped_broken: int = 0  # objects with an unreadable mask, left out (--drop-broken)
 
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON-ready values (paths as strings): what ``convert --json`` prints."""
+        value = asdict(self)
+        value["out"] = str(self.out)
+        value["paths"] = {name: str(path) for name, path in self.paths.items()}
+        value["seconds"] = round(self.seconds, 3)
+        return value
+
 
 def _check_chat_options(options: ConvertOptions) -> None:
-    """Fail before reading anything on a bad answer format or task mix (all problems at once)."""
-    from sam2_finetune.answer_formats import get_format
-    from sam2_finetune.tasks import parse_task_mix
-
-    if options.tasks:
-        parse_task_mix(options.tasks, answer_format=options.answer_format)  # checks the format too
-    else:
-        get_format(options.answer_format)
+    """Fail before reading anything on a bad answer format, task mix or pixel bounds (all
+    problems of the mix at once)."""
+    options.task_weights(options.answer_format)  # checks the answer format too
+    problem = options.pixel_problem()
+    if problem:
+        raise OptionsError(
+            describe(
+                problem,
+                field="min_pixels",
+                found=options.min_pixels,
+                fix="lower --min-pixels or raise --max-pixels",
+            )
+        )
 
 
 def _check_inputs_outside_out(options: ConvertOptions, inputs: list[str | Path]) -> None:
@@ -181,21 +189,52 @@ def convert(options: ConvertOptions) -> ConvertResult:
     ensure_writable(options.out, options.overwrite)
     # Checked for every output: a typo in --tasks must not pass silently because --to is hf.
     _check_chat_options(options)
-    sources = frame_sources(options.exports, options.frames)
-    _check_inputs_outside_out(options, [*options.exports, *(s for s in sources or () if s)])
+    paths = expand_exports(options.exports)
+    sources = frame_sources(paths, options.frames)
+    _check_inputs_outside_out(options, [*paths, *(s for s in sources or () if s)])
     label_map = load_label_map(options.label_map, options.normalize_labels)
-    exports = read_exports(options.exports, frames=sources, strict=not options.drop_broken)
-    try:
-        return _convert(options, exports, label_map, started)
-    finally:
-        for export in exports:
-            export.close()
+    read = partial(
+        iter_exports, paths, frames=sources, limits=options.limits, strict=not options.drop_broken
+    )
+    # A first pass keeps only what the label table (ClassLabel names, category ids) and the
+    # video ids need; the rows are then written export by export, each released once its rows
+    # are written: peak memory is one export's whatever their number.
+    if len(paths) == 1:  # one export is read once, and kept from the first pass to its rows
+        (export,) = read_exports(
+            paths, frames=sources, limits=options.limits, strict=not options.drop_broken
+        )
+        try:
+            typed, videos, overlay = _first_pass([export])
+            return _convert(options, iter([export]), videos, overlay, typed, label_map, started)
+        finally:
+            export.release()
+    typed, videos, overlay = _first_pass(read())
+    with closing(read(video_ids=videos)) as exports:
+        return _convert(options, exports, videos, overlay, typed, label_map, started)
+
+
+def _first_pass(exports: Iterable[Export]) -> tuple[set[str], list[str], list[bool]]:
+    """(labels as typed, distinct video ids, whether each export's images are overlays)."""
+    typed: set[str] = set()
+    derived: list[str] = []
+    overlay: list[bool] = []
+    for export in exports:
+        typed |= export_labels(export)
+        derived.append(export.video.video_id)
+        overlay.append(export.image_kind == "overlay")
+    return typed, distinct_video_ids(derived), overlay
 
 
 def _convert(
-    options: ConvertOptions, exports: list[Export], label_map: LabelMap, started: float
+    options: ConvertOptions,
+    exports: Iterator[Export],
+    videos: list[str],
+    overlay: list[bool],
+    typed: set[str],
+    label_map: LabelMap,
+    started: float,
 ) -> ConvertResult:
-    labels, typed = dataset_labels(exports, label_map)
+    labels = mapped_labels(typed, label_map)
     if options.to in ("llava", "sharegpt"):
         from sam2_finetune.answer_formats import check_labels
         from sam2_finetune.convert.chat import IMAGE_TOKEN
@@ -245,15 +284,19 @@ def _convert(
                 )
             )
     warnings = []
-    chat_only = {"answer_format", "tasks", "examples_per_frame", "negative_rate"}
-    ignored = sorted(chat_only & options.model_fields_set) if options.to in ("hf", "coco") else []
+    chat_only = {"answer_format", *ExampleOptions.model_fields}
+    ignored = chat_only & options.model_fields_set if options.to in ("hf", "coco") else set()
     if ignored:
+        fields = ConvertOptions.model_fields
+        flags = sorted(f"--{(fields[o].alias or o).replace('_', '-')}" for o in ignored)
+        named = ", ".join(flags[:-1]) + " and " + flags[-1] if len(flags) > 1 else flags[0]
+        was, shape = ("were", "they only shape") if len(flags) > 1 else ("was", "it only shapes")
         warnings.append(
-            f"{', '.join('--' + o.replace('_', '-') for o in ignored)} only shape(s) the "
-            f"llava/sharegpt outputs and were ignored for --to {options.to} (the canonical "
+            f"{named} {was} ignored: {shape} the prompts and answers of "
+            f"--to llava and --to sharegpt, and --to {options.to} writes none (the canonical "
             "dataset stays format-free; the training collator applies them)"
         )
-    overlay_videos = [e.video.video_id for e in exports if e.image_kind == "overlay"]
+    overlay_videos = [video for video, drawn in zip(videos, overlay, strict=True) if drawn]
     if overlay_videos and stats.overlay_rows:
         warnings.append(
             f"{stats.overlay_rows} of {stats.rows} rows use OVERLAY images (the annotations are "
@@ -265,7 +308,7 @@ def _convert(
             f"{len(stats.broken_objects)} object(s) with a mask that cannot be read were left out "
             f"(--drop-broken); the first: {stats.broken_objects[0]}"
         )
-    unused = label_map.unused_keys(typed)
+    unused = label_map.unused_keys(sorted(typed))
     if unused:
         warnings.append(f"label map entries that matched no label: {', '.join(unused)}")
     never = sorted(set(labels) - stats.labels_used)
@@ -277,7 +320,7 @@ def _convert(
         rows=stats.rows,
         objects=stats.objects,
         labels=labels,
-        videos=[e.video.video_id for e in exports],
+        videos=videos,
         paths=paths,
         overlay_rows=stats.overlay_rows,
         empty_rows=stats.empty_rows,
@@ -294,6 +337,11 @@ def _convert(
 def convert_command(options: ConvertOptions) -> int:
     """``sam2-finetune convert``: run :func:`convert` and print what was written."""
     result = convert(options)
+    if options.json_output:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        for warning in result.warnings:  # also in the JSON; stderr keeps them in sight
+            print(f"warning: {warning}", file=sys.stderr)
+        return 0
     print(
         f"wrote {result.rows} rows ({result.objects} objects, {len(result.labels)} labels, "
         f"{len(result.videos)} video(s)) as {result.to} to {result.out} in {result.seconds:.1f} s"

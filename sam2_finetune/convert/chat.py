@@ -14,8 +14,9 @@ prompts and answers are exactly what ``train`` and ``evaluate`` use.
   output folder as LLaMA-Factory's ``dataset_dir``).
 
 Every choice (task, label asked, phrasing) comes from a ``random.Random`` seeded with the seed
-and the frame's ``image_id``: the same inputs and seed give byte-identical files, and adding an
-export does not change the examples of the others.
+and the frame's ``image_id`` (:func:`sam2_finetune.tasks.example_rng`): the same inputs and seed
+give byte-identical files, adding an export does not change the examples of the others, and the
+training collator builds the same examples from the canonical rows (epoch 0).
 """
 
 from __future__ import annotations
@@ -43,19 +44,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def resized_size(options: ConvertOptions, width: int, height: int) -> tuple[int, int] | None:
-    """``(width, height)`` the Qwen2.5-VL processor resizes a frame to, for answer formats whose
-    coordinates are in resized pixels; None for the others."""
-    from sam2_finetune.answer_formats import get_format, qwen_smart_resize
-
-    if not get_format(options.answer_format).needs_resized_wh:
-        return None
-    h, w = qwen_smart_resize(
-        height, width, min_pixels=options.qwen_min_pixels, max_pixels=options.qwen_max_pixels
-    )
-    return (w, h)
-
-
 def _examples(
     rows: Iterable[dict[str, Any]],
     labels: Sequence[str],
@@ -63,31 +51,21 @@ def _examples(
     images_dir: Path,
     segment_rows: list[dict[str, Any]],
 ) -> Iterator[tuple[str, str, str, str]]:
-    """(id, image path relative to the output folder, prompt, answer) per example; a sample of
-    the rows that got a ``segment`` example is kept in ``segment_rows`` (polygon fidelity)."""
-    from sam2_finetune.tasks import build_example, choose_task, parse_task_mix
+    """(id, image path relative to the output folder, prompt, answer) per example, built by
+    :func:`sam2_finetune.tasks.examples_for_row` (what the training collator calls too); a
+    sample of the rows that got a ``segment`` example is kept in ``segment_rows`` (polygon
+    fidelity)."""
+    from sam2_finetune.tasks import examples_for_row
 
-    mix = parse_task_mix(
-        options.tasks or _default_mix(options.answer_format), answer_format=options.answer_format
-    )
+    options.task_weights(options.answer_format)  # checked once, before any image is written
     sampler = random.Random(options.seed)
     segmented_rows = 0
     for row in rows:
         image = "images/" + save_image(row, images_dir)
-        rng = random.Random(f"{options.seed}:{row['image_id']}")
-        resized = resized_size(options, row["width"], row["height"])
-        segmented = False
-        for k in range(options.examples_per_frame):
-            example = build_example(
-                row,
-                task=choose_task(rng, mix),
-                answer_format=options.answer_format,
-                rng=rng,
-                resized_wh=resized,
-                max_polygon_points=options.max_polygon_points,
-                vocabulary=labels,
-                negative_rate=options.negative_rate,
-            )
+        examples = examples_for_row(
+            row, options, options.answer_format, seed=options.seed, vocabulary=labels
+        )
+        for k, example in enumerate(examples):
             if IMAGE_TOKEN in example.prompt or IMAGE_TOKEN in example.answer:
                 raise DatasetError(
                     describe(
@@ -97,20 +75,13 @@ def _examples(
                         fix="rename the label with --label-map",
                     )
                 )
-            segmented |= example.task == "segment"
             yield f"{row['image_id']}#{k}", image, example.prompt, example.answer
-        if segmented:
+        if any(example.task == "segment" for example in examples):
             segmented_rows += 1
             if len(segment_rows) < FIDELITY_ROWS:
                 segment_rows.append(_without_image(row))
             elif (slot := sampler.randrange(segmented_rows)) < FIDELITY_ROWS:
                 segment_rows[slot] = _without_image(row)
-
-
-def _default_mix(answer_format: str) -> dict[str, float]:
-    from sam2_finetune.tasks import default_task_mix
-
-    return default_task_mix(answer_format)
 
 
 def _without_image(row: dict[str, Any]) -> dict[str, Any]:

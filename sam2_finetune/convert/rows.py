@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sam2_finetune.dataset import image_id
+from sam2_finetune.dataset import image_id, normalize_label
 from sam2_finetune.errors import ExportError, OptionsError, describe
 from sam2_finetune.files import read_mapping
 from sam2_finetune.ingest import Export, label_of, mask_value
@@ -24,11 +24,6 @@ from sam2_finetune.masks import decode_compressed_counts, parse_counts
 # --------------------------------------------------------------------------------------------
 # Labels
 # --------------------------------------------------------------------------------------------
-
-
-def normalize_label(label: str) -> str:
-    """Case and whitespace folded: ``"  Red   Car "`` -> ``"red car"``."""
-    return " ".join(label.split()).lower()
 
 
 @dataclass(frozen=True)
@@ -123,25 +118,35 @@ def _mask_is_visible(value: Any) -> bool:
     return True
 
 
-def dataset_labels(exports: Sequence[Export], label_map: LabelMap) -> tuple[list[str], list[str]]:
-    """(sorted dataset labels after mapping, sorted labels as typed) over the visible objects of
-    the frames that have an image: the frames :func:`iter_rows` turns into rows. Read from the
-    JSON as written (no mask is rescaled), so it costs a fraction of the conversion."""
+def export_labels(export: Export) -> set[str]:
+    """Labels as typed of the visible objects of the frames that have an image: the frames
+    :func:`iter_rows` turns into rows. Read from the JSON as written (no mask is rescaled), so
+    it costs a fraction of the conversion; all ``convert`` keeps of an export's first pass."""
     typed: set[str] = set()
-    for export in exports:
-        for raw in export.raw_frames:
-            if raw["frame_index"] not in export.images:
+    for raw in export.raw_frames:
+        if raw["frame_index"] not in export.images:
+            continue
+        for obj in raw.get("objects") or []:
+            if not isinstance(obj, dict):
                 continue
-            for obj in raw.get("objects") or []:
-                if not isinstance(obj, dict):
-                    continue
-                # Named and read exactly as ingest does (numeric labels become strings, unnamed
-                # objects object_<id>): a label missing here would have no category in iter_rows.
-                label = label_of(obj, obj.get("object_id"))
-                if label not in typed and _mask_is_visible(mask_value(obj)):
-                    typed.add(label)
-    mapped = {label_map(x) for x in typed}
-    return sorted(x for x in mapped if x is not None), sorted(typed)
+            # Named and read exactly as ingest does (numeric labels become strings, unnamed
+            # objects object_<id>): a label missing here would have no category in iter_rows.
+            label = label_of(obj, obj.get("object_id"))
+            if label not in typed and _mask_is_visible(mask_value(obj)):
+                typed.add(label)
+    return typed
+
+
+def mapped_labels(typed: Iterable[str], label_map: LabelMap) -> list[str]:
+    """The sorted dataset labels (the ClassLabel names) of labels as typed, after mapping."""
+    return sorted({m for m in map(label_map, typed) if m is not None})
+
+
+def dataset_labels(exports: Sequence[Export], label_map: LabelMap) -> tuple[list[str], list[str]]:
+    """(sorted dataset labels after mapping, sorted labels as typed) of ``exports``
+    (:func:`export_labels` of each)."""
+    typed = set().union(*(export_labels(e) for e in exports))
+    return mapped_labels(typed, label_map), sorted(typed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,7 +207,7 @@ def image_format(data: bytes, location: str) -> tuple[str, int, int]:
 
 
 def iter_rows(
-    exports: Sequence[Export],
+    exports: Iterable[Export],
     labels: Sequence[str],
     label_map: LabelMap,
     *,
@@ -210,6 +215,9 @@ def iter_rows(
     stats: RowStats | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Canonical rows of ``exports``, export by export, in ``frame_index`` order.
+
+    ``exports`` may be a generator that opens each export when asked and closes it when the
+    next is asked (as ``convert`` does): nothing of a finished export is kept here.
 
     A frame becomes a row when it has an image and at least one non-empty object after the label
     map (``keep_empty`` also keeps frames with an image and no object, as negatives). Lost or

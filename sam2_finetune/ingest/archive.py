@@ -5,6 +5,7 @@ entries before anything is read; images indexed by frame number.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +26,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 # Preference when one frame index has several candidate images.
 _IMAGE_DIRS = ("images", "frames", "data")
 # macOS "Compress" adds __MACOSX/ (resource forks), .DS_Store and ._name files; Windows Thumbs.db.
-_JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|\._|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
+JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|\._|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 # Ratios are only judged on members big enough to hurt; tiny members compress arbitrarily well.
 _RATIO_MIN_BYTES = 1024**2
@@ -67,6 +68,27 @@ class ArchiveLimits(BaseModel):
 
 DEFAULT_LIMITS = ArchiveLimits()
 
+# The one declaration of the ``limits`` option of every command that reads exports (info,
+# convert, validate): the CLI turns it into ``--limits.max-ratio`` and the other dotted flags.
+LimitsOption = Annotated[
+    ArchiveLimits,
+    Field(
+        default_factory=ArchiveLimits,
+        description="Bounds refusing hostile archives; raise one for a trusted export the "
+        "error names (--limits.max-ratio 1000, --limits.max-members ...).",
+    ),
+]
+
+
+def limit_flag(name: str, value: int) -> str:
+    """How a refusal by limit ``name`` tells the user to raise it: the command-line flag first
+    (what most users type) with a bound that lets this file through, then the Python spelling."""
+    return f"--limits.{name.replace('_', '-')} {value} (Python: ArchiveLimits.{name})"
+
+
+def _trusted(name: str, value: int) -> str:
+    return f"if the file is trusted, pass {limit_flag(name, value)}"
+
 
 # --------------------------------------------------------------------------------------------
 # Sources: a ZIP (maybe nested) or a folder, read member by member, refusing hostile entries
@@ -99,7 +121,8 @@ def check_archive(
             name,
             expected=f"at most {limits.max_members}",
             found=len(infos),
-            fix="check the file is a SAM2 export; raise ArchiveLimits.max_members if it is",
+            fix="check the file is a SAM2 export; if it is, pass "
+            + limit_flag("max_members", len(infos)),
         )
     relative_fix = "re-create the ZIP from the export folder with relative paths"
     total = 0
@@ -127,7 +150,7 @@ def check_archive(
                 member,
                 expected=f"at most {limits.max_member_bytes} bytes",
                 found=f"{info.file_size} bytes",
-                fix="if the file is trusted, raise ArchiveLimits.max_member_bytes",
+                fix=_trusted("max_member_bytes", info.file_size),
             )
         if info.file_size > _RATIO_MIN_BYTES and info.file_size > limits.max_ratio * max(
             info.compress_size, 1
@@ -138,7 +161,9 @@ def check_archive(
                 member,
                 expected=f"compression ratio at most {limits.max_ratio:g}",
                 found=f"{info.file_size / max(info.compress_size, 1):.0f}",
-                fix="if the file is trusted, raise ArchiveLimits.max_ratio",
+                fix=_trusted(
+                    "max_ratio", math.ceil(info.file_size / max(info.compress_size, 1)) + 1
+                ),
             )
         total += info.file_size
         compressed += info.compress_size
@@ -157,7 +182,7 @@ def check_archive(
             name,
             expected=f"at most {limits.max_total_bytes} bytes",
             found=f"{total} bytes",
-            fix="if the file is trusted, raise ArchiveLimits.max_total_bytes",
+            fix=_trusted("max_total_bytes", total),
         )
     if archive_bytes is not None:
         if compressed > archive_bytes:
@@ -174,7 +199,7 @@ def check_archive(
                 name,
                 expected=f"compression ratio at most {limits.max_ratio:g}",
                 found=f"{total / max(archive_bytes, 1):.0f}",
-                fix="if the file is trusted, raise ArchiveLimits.max_ratio",
+                fix=_trusted("max_ratio", math.ceil(total / max(archive_bytes, 1)) + 1),
             )
 
 
@@ -223,7 +248,7 @@ def _read_error(exc: BaseException, label: str, member: str) -> ExportError:
     )
 
 
-class _Source:
+class ArchiveSource:
     """Members of an export root inside a ZIP (possibly inside another ZIP) or a folder.
 
     Picklable: a copy reopens the same path (so exports can cross process boundaries).
@@ -239,6 +264,15 @@ class _Source:
         self.label = str(path)
         if path.is_dir():
             self._open_folder(path)
+        elif path.name.lower() in ("annotations.json", "metadata.json"):
+            raise ExportError(
+                describe(
+                    f"this is the export's {path.name}, not the export",
+                    file=path,
+                    expected="a sam2_export_*.zip or the folder holding annotations.json",
+                    fix=f"pass its folder instead: {path.parent}",
+                )
+            )
         elif path.exists():
             self._open_zip()
         else:
@@ -251,7 +285,7 @@ class _Source:
             )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_Source, (self.path, self.limits))
+        return (ArchiveSource, (self.path, self.limits))
 
     # -- folders ------------------------------------------------------------------------------
     def _open_folder(self, folder: Path) -> None:
@@ -262,7 +296,7 @@ class _Source:
             candidates = sorted(
                 p.parent
                 for p in folder.glob("*/annotations.json")
-                if not _JUNK.search(p.relative_to(folder).as_posix())
+                if not JUNK.search(p.relative_to(folder).as_posix())
             )
             if len(candidates) != 1:
                 zips = sorted(p.name for p in folder.glob("*.zip"))
@@ -326,7 +360,7 @@ class _Source:
         try:
             while True:
                 check_archive(archive, label, self.limits, size)
-                names = [n for n in archive.namelist() if not _JUNK.search(n)]
+                names = [n for n in archive.namelist() if not JUNK.search(n)]
                 annotations = [n for n in names if n.rpartition("/")[2] == "annotations.json"]
                 if len(annotations) == 1:
                     self._zip = archive
@@ -362,7 +396,8 @@ class _Source:
                         inner[0],
                         expected=f"at most {self.limits.max_nesting} ZIP(s) inside the ZIP",
                         found="one more",
-                        fix="pass the inner export ZIP itself, or raise ArchiveLimits.max_nesting",
+                        fix="pass the inner export ZIP itself, or "
+                        + limit_flag("max_nesting", depth + 1),
                     )
                 spool = _spool_member(archive, inner[0], label)
                 self._spools.append(spool)
@@ -394,15 +429,15 @@ class _Source:
             for dirpath, dirnames, filenames in os.walk(self._dir):
                 rel = Path(dirpath).relative_to(self._dir).as_posix()
                 prefix = "" if rel == "." else rel + "/"
-                dirnames[:] = sorted(d for d in dirnames if not _JUNK.search(prefix + d + "/"))
-                out.extend(prefix + f for f in filenames if not _JUNK.search(prefix + f))
+                dirnames[:] = sorted(d for d in dirnames if not JUNK.search(prefix + d + "/"))
+                out.extend(prefix + f for f in filenames if not JUNK.search(prefix + f))
             return sorted(out)
         assert self._zip is not None
         n = len(self.root)
         return [
             name[n:]
             for name in self._zip.namelist()
-            if name.startswith(self.root) and not name.endswith("/") and not _JUNK.search(name)
+            if name.startswith(self.root) and not name.endswith("/") and not JUNK.search(name)
         ]
 
     def has(self, member: str) -> bool:
@@ -439,7 +474,7 @@ class _Source:
                         member,
                         expected=f"at most {self.limits.max_member_bytes} bytes",
                         found=f"{size} bytes",
-                        fix="if the file is trusted, raise ArchiveLimits.max_member_bytes",
+                        fix=_trusted("max_member_bytes", size),
                     )
                 return path.read_bytes()
             except OSError as exc:
@@ -491,7 +526,7 @@ class _Source:
         self._spools = []
 
 
-def _index_images(names: Sequence[str]) -> dict[int, str]:
+def index_images(names: Sequence[str]) -> dict[int, str]:
     """Map frame index -> image member, from names like images/frame_000006.png, 000006.png,
     frames/frame_0006.jpg. Prefers images/ over frames/ over data/ over elsewhere, PNG over JPG."""
     best: dict[int, tuple[tuple[int, int, str], str]] = {}

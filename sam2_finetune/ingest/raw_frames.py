@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from sam2_finetune.errors import ExportError, describe
-from sam2_finetune.ingest.archive import _JUNK, VIDEO_SUFFIXES, _index_images
+from sam2_finetune.ingest.archive import JUNK, VIDEO_SUFFIXES, index_images
 from sam2_finetune.ingest.records import ImageRef
 
 # --------------------------------------------------------------------------------------------
@@ -17,14 +17,18 @@ from sam2_finetune.ingest.records import ImageRef
 # --------------------------------------------------------------------------------------------
 
 
-def _raw_frame_refs(frames: Path, indices: Sequence[int], strict: bool) -> dict[int, ImageRef]:
+def raw_frame_refs(frames: Path, indices: Sequence[int], strict: bool) -> dict[int, ImageRef]:
+    """Images of the listed frame ``indices`` from a raw-frames folder or video (``--frames``).
+
+    With ``strict`` a folder lacking listed frames raises (naming the first missing index and,
+    when the files are numbered from 1, the ffmpeg fix); without it they are left out."""
     if frames.is_dir():
         names = [
             p.relative_to(frames).as_posix()
             for p in sorted(frames.rglob("*"))
-            if p.is_file() and not _JUNK.search(p.relative_to(frames).as_posix())
+            if p.is_file() and not JUNK.search(p.relative_to(frames).as_posix())
         ]
-        index = _index_images(names)
+        index = index_images(names)
         wanted = sorted(set(indices))
         missing = [i for i in wanted if i not in index]
         if missing and strict:
@@ -51,7 +55,7 @@ def _raw_frame_refs(frames: Path, indices: Sequence[int], strict: bool) -> dict[
             i: ImageRef(
                 location=str(frames / index[i]),
                 kind="raw",
-                format=_format_of(index[i]),
+                format=image_format_of(index[i]),
                 _reader=partial(_read_file, frames / index[i]),
             )
             for i in wanted
@@ -85,5 +89,6 @@ def _read_file(path: Path) -> bytes:
         ) from None
 
 
-def _format_of(name: str) -> str:
+def image_format_of(name: str) -> str:
+    """``"png"`` or ``"jpeg"`` from an image file name (names were filtered by suffix first)."""
     return "png" if name.lower().endswith(".png") else "jpeg"

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,14 @@ from typing import Any
 import numpy as np
 
 from sam2_finetune.errors import ExportError, MaskError, OptionsError, describe
-from sam2_finetune.ingest.archive import DEFAULT_LIMITS, ArchiveLimits, _index_images, _Source
-from sam2_finetune.ingest.raw_frames import _format_of, _raw_frame_refs
+from sam2_finetune.ingest.archive import (
+    DEFAULT_LIMITS,
+    JUNK,
+    ArchiveLimits,
+    ArchiveSource,
+    index_images,
+)
+from sam2_finetune.ingest.raw_frames import image_format_of, raw_frame_refs
 from sam2_finetune.ingest.records import (
     Export,
     Frame,
@@ -50,7 +56,7 @@ _SAM2_SIDE = 256
 # --------------------------------------------------------------------------------------------
 
 
-def _load_json(source: _Source, member: str) -> tuple[Any, bytes]:
+def _load_json(source: ArchiveSource, member: str) -> tuple[Any, bytes]:
     data = source.read(member)
     # The cyclic GC would traverse the growing tree again and again while json.loads builds
     # hundreds of thousands of containers (none of them cyclic): pause it, 1.5-3x faster.
@@ -89,7 +95,9 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _integer(value: Any) -> int | None:
+def json_int(value: Any) -> int | None:
+    """``value`` when it is a JSON integer (not a boolean, which Python counts as one), else None.
+    Shared with the ``info`` summary, which reads object ids the same way."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -129,7 +137,7 @@ def read_export(
     ...         print(frame.frame_index, [(o.label, o.bbox) for o in frame.visible_objects])
     """
     path = Path(path)
-    source = _Source(path, limits)
+    source = ArchiveSource(path, limits)
     try:
         return _read(source, path, frames, strict, video_id)
     except BaseException:
@@ -138,7 +146,7 @@ def read_export(
 
 
 def _read(
-    source: _Source, path: Path, frames: str | Path | None, strict: bool, video_id: str | None
+    source: ArchiveSource, path: Path, frames: str | Path | None, strict: bool, video_id: str | None
 ) -> Export:
     ann_member = source.member("annotations.json")
     if not source.has("annotations.json"):
@@ -163,8 +171,8 @@ def _read(
     video_json = _dict(annotations.get("video"))
     meta = _dict(metadata)
     meta_video = _dict(meta.get("video"))
-    width = _integer(video_json.get("width", meta_video.get("width")))
-    height = _integer(video_json.get("height", meta_video.get("height")))
+    width = json_int(video_json.get("width", meta_video.get("width")))
+    height = json_int(video_json.get("height", meta_video.get("height")))
     if not (width and height and width > 0 and height > 0):
         raise ExportError(
             describe(
@@ -192,7 +200,7 @@ def _read(
         height=height,
         fps=fps,
         source_fps=source_fps,
-        total_frames=_integer(video_json.get("total_frames", meta_video.get("total_frames"))),
+        total_frames=json_int(video_json.get("total_frames", meta_video.get("total_frames"))),
         duration_sec=_number(video_json.get("duration_sec", meta_video.get("duration_sec"))),
         target_fps=_number(config.get("target_fps")),
     )
@@ -200,7 +208,7 @@ def _read(
     raw_frames: list[dict[str, Any]] = annotations["annotations"]
     for position, raw in enumerate(raw_frames):
         index = raw.get("frame_index") if isinstance(raw, dict) else None
-        if _integer(index) is None or index < 0:
+        if json_int(index) is None or index < 0:
             raise ExportError(
                 describe(
                     f"frame entry #{position} has no valid frame_index",
@@ -229,12 +237,12 @@ def _read(
     raw_frames = sorted(raw_frames, key=lambda r: r["frame_index"])
     indices = [r["frame_index"] for r in raw_frames]
 
-    image_index = _index_images(source.names())
+    image_index = index_images(source.names())
     images: dict[int, ImageRef] = {
         i: ImageRef(
             location=source.location(image_index[i]),
             kind="overlay",
-            format=_format_of(image_index[i]),
+            format=image_format_of(image_index[i]),
             _reader=partial(source.read, image_index[i]),
         )
         for i in indices
@@ -242,7 +250,7 @@ def _read(
     }
     image_kind: ImageKind = "overlay"
     if frames is not None:
-        images = _raw_frame_refs(Path(frames), indices, strict)
+        images = raw_frame_refs(Path(frames), indices, strict)
         image_kind = "raw"
 
     build = partial(
@@ -264,6 +272,37 @@ def _read(
         annotations_member=source.location("annotations.json"),
         written_order=written_order,
     )
+
+
+def expand_exports(paths: Sequence[str | Path]) -> list[Path]:
+    """The exports named by ``paths``, where a folder of exports stands for the exports it holds.
+
+    A folder holding export ZIPs or export folders (``sample_data/``, a download folder) expands
+    to them, sorted by name, so every command that takes exports takes such a folder too. A
+    folder that IS an export (``annotations.json`` at its top, or in its one sub-folder as
+    unzipping a re-zipped export gives) stays one export, as does any file.
+
+    >>> expand_exports(["sample_data"])  # doctest: +SKIP
+    [PosixPath('sample_data/kitchen.zip'), PosixPath('sample_data/street_scene.zip'), ...]
+    """
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir() or (path / "annotations.json").is_file():
+            out.append(path)
+            continue
+        children = sorted(
+            p
+            for p in path.iterdir()
+            if not JUNK.search(p.name + ("/" if p.is_dir() else ""))
+            and (
+                (p.is_file() and p.suffix.lower() == ".zip")
+                or (p.is_dir() and (p / "annotations.json").is_file())
+            )
+        )
+        zips = [p for p in children if p.is_file()]
+        # One export folder one level down and nothing else: the folder is that export.
+        out.extend(children if zips or len(children) > 1 else [path])
+    return out
 
 
 FRAMES_HELP = (
@@ -353,21 +392,65 @@ def read_exports(
         for export in exports:
             export.close()
         raise
-    taken = {e.video.video_id for e in exports}
-    seen: Counter[str] = Counter()
     out = []
-    for export in exports:
-        base = export.video.video_id
-        seen[base] += 1
-        if seen[base] > 1:
-            n = seen[base]
-            while f"{base}-{n}" in taken:
-                n += 1
-            seen[base] = n
-            taken.add(f"{base}-{n}")
-            video = dataclasses.replace(export.video, video_id=f"{base}-{n}")
+    for export, video_id in zip(
+        exports, distinct_video_ids([e.video.video_id for e in exports]), strict=True
+    ):
+        if video_id != export.video.video_id:
+            video = dataclasses.replace(export.video, video_id=video_id)
             export = dataclasses.replace(export, video=video)
         out.append(export)
+    return out
+
+
+def iter_exports(
+    paths: Sequence[str | Path],
+    *,
+    frames: Sequence[str | Path | None] | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+    strict: bool = True,
+    video_ids: Sequence[str] | None = None,
+) -> Iterator[Export]:
+    """Read exports one at a time: each is released (:meth:`Export.release`: closed, its
+    parsed annotations dropped) when the next is asked for, or when the loop stops. Memory
+    holds one export however many there are; ``read_exports`` holds them all.
+
+    ``video_ids`` overrides the derived ids (pass :func:`distinct_video_ids` of a first pass to
+    name them as ``read_exports`` does).
+    """
+    for i, path in enumerate(paths):
+        export = read_export(
+            path,
+            frames=frames[i] if frames else None,
+            limits=limits,
+            strict=strict,
+            video_id=video_ids[i] if video_ids is not None else None,
+        )
+        try:
+            yield export
+        finally:
+            export.release()
+            del export  # not held while the next one is read
+
+
+def distinct_video_ids(ids: Sequence[str]) -> list[str]:
+    """``ids`` (derived by :func:`read_export`, in the order the exports were given) made
+    distinct: a repeated id gets ``-2``, ``-3``, ... as :func:`read_exports` names them (also
+    used by ``convert``, which reads the exports one at a time)."""
+    taken = set(ids)
+    seen: Counter[str] = Counter()
+    out = []
+    for base in ids:
+        seen[base] += 1
+        if seen[base] == 1:
+            out.append(base)
+            continue
+        n = seen[base]
+        while f"{base}-{n}" in taken:
+            n += 1
+        seen[base] = n
+        taken.add(f"{base}-{n}")
+        out.append(f"{base}-{n}")
     return out
 
 
@@ -376,8 +459,9 @@ def read_exports(
 # --------------------------------------------------------------------------------------------
 
 
-class _MaskProblem(ValueError):
-    """Why one mask cannot be read, with what was expected and found (for ``describe``)."""
+class MaskProblem(ValueError):
+    """Why one mask cannot be read, with what was expected and found (for ``describe``).
+    Raised by :func:`mask_counts`; ``info``'s summary catches it to count broken masks."""
 
     def __init__(self, problem: str, expected: object = None, found: object = None):
         super().__init__(problem)
@@ -414,10 +498,10 @@ def _size_expected(video: VideoInfo) -> str:
     )
 
 
-def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, int], MaskForm]:
+def mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, int], MaskForm]:
     """Detect the form of one mask and return (uncompressed counts, (h, w), form).
 
-    Raises ``_MaskProblem`` (a ``ValueError``) saying what was expected and found.
+    Raises ``MaskProblem`` (a ``ValueError``) saying what was expected and found.
     """
     if isinstance(value, str):
         try:
@@ -439,12 +523,12 @@ def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, i
             if size is not None:
                 return compressed, size, "coco_compressed"
         if counts is not None:
-            raise _MaskProblem(
+            raise MaskProblem(
                 "mask counts do not add up to a known mask size",
                 expected=_size_expected(video),
                 found=f"{len(counts)} runs adding up to {int(counts.sum())}",
             )
-        raise _MaskProblem(
+        raise MaskProblem(
             "mask string is neither space-separated run lengths nor a COCO compressed string",
             expected='"<zeros> <ones> <zeros> ..." (SAM2) or a COCO counts string',
             found=repr(value[:40]) + ("..." if len(value) > 40 else ""),
@@ -454,9 +538,9 @@ def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, i
         if not (
             isinstance(size_value, (list, tuple))
             and len(size_value) == 2
-            and all(_integer(v) is not None and v > 0 for v in size_value)
+            and all(json_int(v) is not None and v > 0 for v in size_value)
         ):
-            raise _MaskProblem(
+            raise MaskProblem(
                 "COCO mask has no valid 'size'",
                 expected="[height, width], positive integers",
                 found=repr(size_value)[:40],
@@ -468,7 +552,7 @@ def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, i
             try:
                 counts = decode_compressed_counts(raw)
             except ValueError as exc:
-                raise _MaskProblem(
+                raise MaskProblem(
                     f"COCO compressed counts cannot be decoded ({exc})",
                     expected="a pycocotools counts string",
                     found=repr(raw[:40]),
@@ -477,34 +561,34 @@ def _mask_counts(value: Any, video: VideoInfo) -> tuple[np.ndarray, tuple[int, i
         elif isinstance(raw, list):
             counts = np.asarray(raw) if raw else np.zeros(0, np.int64)
             if counts.dtype.kind not in "iu" or counts.ndim != 1:
-                raise _MaskProblem(
+                raise MaskProblem(
                     "COCO counts list holds something else than integers",
                     expected="a flat list of non-negative integers",
                     found=repr(raw[:6])[:60],
                 )
             counts = counts.astype(np.int64)
             if counts.size and counts.min() < 0:
-                raise _MaskProblem(
+                raise MaskProblem(
                     "COCO counts list holds negative run lengths",
                     expected="non-negative integers",
                     found=int(counts.min()),
                 )
             form = "coco_uncompressed"
         else:
-            raise _MaskProblem(
+            raise MaskProblem(
                 "COCO 'counts' must be a string or a list",
                 expected="str or list",
                 found=type(raw).__name__,
             )
         total = int(counts.sum())
         if total != h * w:
-            raise _MaskProblem(
+            raise MaskProblem(
                 "mask counts do not add up to the mask's size",
                 expected=f"{h} x {w} = {h * w}",
                 found=total,
             )
         return counts, (h, w), form
-    raise _MaskProblem(
+    raise MaskProblem(
         "unknown mask form" if value is not None else "object has no mask",
         expected='a count string ("mask_rle") or a COCO RLE dict {"size", "counts"}',
         found="nothing" if value is None else type(value).__name__,
@@ -606,7 +690,7 @@ def _object_or_counts(
         if strict:
             raise ExportError(message)
         return _broken(-1, "object_-1", message)
-    track_id = _integer(obj.get("object_id"))
+    track_id = json_int(obj.get("object_id"))
     if track_id is None:
         message = describe(
             f"object entry #{position} has no integer object_id",
@@ -621,8 +705,8 @@ def _object_or_counts(
         return _broken(-1, label_of(obj, -1), message)
     label = label_of(obj, track_id)
     try:
-        counts, size, form = _mask_counts(mask_value(obj), video)
-    except _MaskProblem as exc:
+        counts, size, form = mask_counts(mask_value(obj), video)
+    except MaskProblem as exc:
         message = describe(
             exc.problem,
             **where,

@@ -12,7 +12,7 @@ from sam2_finetune.errors import ExportError, describe
 from sam2_finetune.masks import Rle
 
 if TYPE_CHECKING:
-    from sam2_finetune.ingest.archive import _Source
+    from sam2_finetune.ingest.archive import ArchiveSource
 
 MaskForm = Literal["sam2_string", "coco_compressed", "coco_uncompressed"]
 ImageKind = Literal["overlay", "raw"]
@@ -142,7 +142,7 @@ class FrameSequence(Sequence[Frame]):
         self,
         raw: list[dict[str, Any]],
         build: Callable[[Sequence[dict[str, Any]]], list[Frame]],
-        source: _Source | None = None,
+        source: ArchiveSource | None = None,
     ):
         self._raw = raw
         self._build = build  # raw frame entries -> Frames
@@ -217,6 +217,15 @@ class Export:
         """Release the open archive handle (also released when the value is garbage-collected)."""
         if self.frames._source is not None:
             self.frames._source.close()
+
+    def release(self) -> None:
+        """Close the archive and drop the parsed annotations (``raw_frames``, ``images`` and
+        ``frames`` come out empty): for a reader done with this export that may still hold the
+        value while it opens the next (``convert`` of many exports keeps memory flat so)."""
+        self.close()
+        self.raw_frames.clear()  # the list FrameSequence reads too
+        self.images.clear()
+        self.frames._chunk = (0, [])
 
     def __enter__(self) -> Export:
         return self

@@ -9,14 +9,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sam2_finetune.ingest.archive import ArchiveLimits
+from sam2_finetune.ingest.archive import LimitsOption
 from sam2_finetune.ingest.read import (
     FRAMES_HELP,
-    _integer,
-    _mask_counts,
-    _MaskProblem,
+    MaskProblem,
+    expand_exports,
     frame_sources,
+    json_int,
     label_of,
+    mask_counts,
     mask_value,
     read_exports,
 )
@@ -71,7 +72,7 @@ def summarize_export(export: Export) -> ExportSummary:
             with_objects += 1
         for obj in objs:
             objects += 1
-            if not isinstance(obj, dict) or _integer(obj.get("object_id")) is None:
+            if not isinstance(obj, dict) or json_int(obj.get("object_id")) is None:
                 broken += 1
                 continue
             track = str(obj["object_id"])
@@ -80,8 +81,8 @@ def summarize_export(export: Export) -> ExportSummary:
             if label not in seen:
                 seen.append(label)
             try:
-                counts, size, form = _mask_counts(mask_value(obj), video)
-            except _MaskProblem:
+                counts, size, form = mask_counts(mask_value(obj), video)
+            except MaskProblem:
                 broken += 1
                 continue
             forms[form] += 1
@@ -180,14 +181,12 @@ class InfoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     exports: list[Path] = Field(
-        description="SAM2 export ZIPs or extracted folders.", json_schema_extra={"positional": True}
+        description="SAM2 export ZIPs or extracted folders, or folders holding them.",
+        json_schema_extra={"positional": True},
     )
     frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
     json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
-    limits: ArchiveLimits = Field(
-        default_factory=ArchiveLimits,
-        description="Bounds refusing hostile archives (--limits.max-ratio 500, ...).",
-    )
+    limits: LimitsOption
 
 
 def info(options: InfoOptions) -> list[ExportSummary]:
@@ -197,9 +196,10 @@ def info(options: InfoOptions) -> list[ExportSummary]:
     >>> summary.frames_listed  # doctest: +SKIP
     40
     """
+    paths = expand_exports(options.exports)
     exports = read_exports(
-        options.exports,
-        frames=frame_sources(options.exports, options.frames),
+        paths,
+        frames=frame_sources(paths, options.frames),
         limits=options.limits,
         strict=False,
     )

@@ -91,6 +91,7 @@ __all__ = [
     "save_resolved_config",
     "validate_config",
 ]
+from sam2_finetune.tasks import ExampleOptions, Task  # noqa: F401 (Task: the literal tests check)
 
 RESOLVED_CONFIG_NAME = "config.yaml"
 
@@ -103,7 +104,6 @@ Family = Literal[
 AnswerFormatName = Literal[
     "json", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "internvl", "minicpm_v"
 ]
-Task = Literal["detect", "ground", "segment", "count"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -251,13 +251,13 @@ class ModelSection(BaseModel):
         return self
 
 
-TaskWeight = Annotated[float, Field(ge=0, le=1000)]
+class DataSection(ExampleOptions):
+    """What to train on and how examples are built from it. The example-building options
+    (task_mix, min/max_pixels, negative_rate, max_polygon_points, examples_per_frame) are
+    :class:`sam2_finetune.tasks.ExampleOptions`, the ones ``convert`` takes: one declaration,
+    so a converted dataset and a training run build examples alike."""
 
-
-class DataSection(BaseModel):
-    """What to train on and how examples are built from it."""
-
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
     dataset: Path = Field(
         description="Canonical dataset folder (`convert --to hf`, optionally `split` into "
@@ -280,17 +280,6 @@ class DataSection(BaseModel):
     answer_format: AnswerFormatName | None = Field(
         None, description="How answers are written; default: the family's pretraining format."
     )
-    task_mix: dict[Task, TaskWeight] | None = Field(
-        None,
-        description="Relative weight of each task (detect, ground, segment, count); "
-        "default: 0.4 / 0.3 / 0.2 / 0.1, without segment for formats without polygons.",
-    )
-    min_pixels: int | None = Field(
-        None, ge=784, le=100_000_000, description="Qwen families: fewest pixels per image."
-    )
-    max_pixels: int | None = Field(
-        None, ge=784, le=100_000_000, description="Qwen families: most pixels per image."
-    )
     longest_edge: int | None = Field(
         None, ge=64, le=8192, description="Idefics3 / SmolVLM: longest image edge before tiling."
     )
@@ -304,18 +293,9 @@ class DataSection(BaseModel):
     @model_validator(mode="after")
     def _data_rules(self) -> DataSection:
         problems = []
-        if (
-            self.min_pixels is not None
-            and self.max_pixels is not None
-            and self.min_pixels > self.max_pixels
-        ):
-            problems.append(
-                _problem(
-                    ("min_pixels",),
-                    self.min_pixels,
-                    f"min_pixels must be <= max_pixels ({self.max_pixels})",
-                )
-            )
+        pixels = self.pixel_problem()
+        if pixels is not None:
+            problems.append(_problem(("min_pixels",), self.min_pixels, pixels))
         if self.task_mix is not None and sum(self.task_mix.values()) <= 0:
             problems.append(
                 _problem(("task_mix",), self.task_mix, "at least one task needs a weight > 0")

@@ -73,7 +73,9 @@ def validate(options: ValidateOptions) -> ValidationReport:
             )
         ensure_writable(path, options.overwrite)
 
-    findings, tally = run_rules(iter_videos(options.inputs, options.frames), options)
+    findings, tally = run_rules(
+        iter_videos(options.inputs, options.frames, options.limits), options
+    )
     report = build_report(findings, tally, options)
 
     try:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sam2_finetune.ingest import FRAMES_HELP
+from sam2_finetune.ingest import FRAMES_HELP, LimitsOption
 
 Severity = Literal["error", "warning", "info"]
 
@@ -21,7 +21,8 @@ class ValidateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 
     inputs: list[Path] = Field(
-        description="SAM2 export ZIPs or folders, and/or converted datasets (convert --to hf).",
+        description="SAM2 export ZIPs or folders (or folders holding them), and/or converted "
+        "datasets (convert --to hf).",
         json_schema_extra={"positional": True},
     )
     report: Path | None = Field(
@@ -37,6 +38,7 @@ class ValidateOptions(BaseModel):
     )
     overwrite: bool = Field(False, description="Replace report files that already exist.")
     frames: list[str | Path] | None = Field(None, description=FRAMES_HELP)
+    limits: LimitsOption
     ratios: list[float] = Field(
         [0.8, 0.1, 0.1],
         description="Split ratios the data is meant for: a class seen in fewer frames than "

@@ -23,15 +23,22 @@ from typing import Any
 
 import numpy as np
 
+from sam2_finetune.dataset import DATASET_MARKERS
 from sam2_finetune.errors import DatasetError, ExportError, OptionsError, describe
-from sam2_finetune.ingest import Export, ImageRef, frame_sources, read_export
+from sam2_finetune.ingest import (
+    DEFAULT_LIMITS,
+    ArchiveLimits,
+    Export,
+    ImageRef,
+    expand_exports,
+    frame_sources,
+    read_export,
+)
 from sam2_finetune.masks import Rle, decode_compressed_counts, rle_area, rle_bbox
 
 Box = tuple[float, float, float, float]  # [x, y, w, h] in image pixels
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Files save_to_disk writes: a Dataset folder has state.json, a DatasetDict dataset_dict.json.
-_DATASET_MARKERS = ("dataset_dict.json", "state.json")
 # Files the other `convert --to` formats write: validate reads only the canonical (hf) dataset.
 _OTHER_FORMATS = {"llava.json": "llava", "sharegpt.json": "sharegpt", "instances.json": "coco"}
 
@@ -111,24 +118,28 @@ class VideoRecord:
 
 def is_dataset(path: Path) -> bool:
     """True for a folder written by ``datasets``' ``save_to_disk`` (a converted dataset)."""
-    return path.is_dir() and any((path / name).is_file() for name in _DATASET_MARKERS)
+    return path.is_dir() and any((path / name).is_file() for name in DATASET_MARKERS)
 
 
 def iter_videos(
-    inputs: Sequence[Path], frames: Sequence[str | Path] | None = None
+    inputs: Sequence[Path],
+    frames: Sequence[str | Path] | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[VideoRecord, Iterator[FrameRecord]]]:
     """Every video of every input with its frames, one video at a time.
 
     Consume a video's frames before asking for the next video. ``frames`` gives raw frames (a
     folder or a video) replacing overlay images, one per input in order or ``INPUT=PATH`` pairs
-    for some (as ``convert --frames``); only exports can take them.
+    for some (as ``convert --frames``); only exports can take them. A folder of exports stands
+    for the exports it holds (:func:`~sam2_finetune.ingest.expand_exports`); ``limits`` bound
+    the archives read.
 
     Raises:
         ExportError, DatasetError: an input cannot be read at all.
         OptionsError: ``frames`` matches the inputs neither by order nor by pairs, or one is
             given for a dataset.
     """
-    inputs = [Path(p) for p in inputs]
+    inputs = [q for p in map(Path, inputs) for q in ([p] if is_dataset(p) else expand_exports([p]))]
     sources = frame_sources(inputs, frames)
     seen: dict[str, int] = {}
     for i, path in enumerate(inputs):
@@ -147,7 +158,7 @@ def iter_videos(
             yield from _dataset_videos(path, seen)
         else:
             _refuse_other_formats(path)
-            yield from _export_videos(path, raw, seen)
+            yield from _export_videos(path, raw, seen, limits)
 
 
 def _refuse_other_formats(path: Path) -> None:
@@ -178,9 +189,9 @@ def _unique(video_id: str, seen: dict[str, int]) -> str:
 
 
 def _export_videos(
-    path: Path, frames: str | Path | None, seen: dict[str, int]
+    path: Path, frames: str | Path | None, seen: dict[str, int], limits: ArchiveLimits
 ) -> Iterator[tuple[VideoRecord, Iterator[FrameRecord]]]:
-    export = read_export(path, frames=frames, strict=False)
+    export = read_export(path, frames=frames, limits=limits, strict=False)
     try:
         info = export.video
         video = VideoRecord(

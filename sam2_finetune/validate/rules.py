@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from sam2_finetune.dataset import normalize_label
 from sam2_finetune.validate.options import Severity, ValidateOptions
 from sam2_finetune.validate.records import Box, FrameRecord, ObjectRecord, VideoRecord
 
@@ -952,17 +953,12 @@ def _finding(code: str, rule: Rule, hit: Hit, video: VideoRecord | None) -> Find
 # --------------------------------------------------------------------------------------------
 
 
-def normalise_label(label: str) -> str:
-    """The key two labels share when they differ only in case or whitespace."""
-    return " ".join(label.split()).casefold()
-
-
 def variant_groups(labels: Counter[str]) -> dict[str, list[str]]:
     """``{spelling to keep: [variants...]}`` for labels that differ only in case or whitespace;
     the spelling kept is the most frequent (ties: the tidiest, then alphabetical)."""
     groups: dict[str, list[str]] = {}
     for label in labels:
-        groups.setdefault(normalise_label(label), []).append(label)
+        groups.setdefault(normalize_label(label), []).append(label)
     out = {}
     for key, variants in sorted(groups.items()):
         if len(variants) > 1:
