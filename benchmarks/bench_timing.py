@@ -6,8 +6,8 @@
 A wall-clock bound inside the suite fails on a loaded machine (``pytest -n 2`` on two shared
 cores), so the tests assert what makes these fast (a hostile archive is refused before its payload
 is inflated: ``tests/test_ingest.py`` counts the inflated bytes; ``write_large_export`` encodes
-each mask and image a fixed number of times: ``tests/testing/test_synthetic.py`` counts the calls) and
-this script reports the times, against the bounds the tests once held:
+each mask and image a fixed number of times: ``tests/testing/test_synthetic.py`` counts the
+calls) and this script reports the times, against the bounds the tests once held:
 
 - refusing each hostile archive of ``tests/test_ingest.py`` (a 2 x 4000 MiB zip bomb, a 3000 MiB
   bomb inside a ZIP, a member whose size is forged): was ``< 1 s`` each;

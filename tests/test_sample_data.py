@@ -43,12 +43,12 @@ def _zip_members(path: Path) -> list[tuple[str, int, int, tuple[int, ...]]]:
 
 # Videos are compared decoded, not as bytes: libx264 (as PyAV 18's bundled FFmpeg builds it)
 # does not write the same bytes every run. The last ~30 bytes of the first IDR slice depend on
-# more than its input, on the state of the process's memory (about 1 run in 4 differs;
-# MALLOC_PERTURB_=7 forces a variant, and the old bytes check then always failed), while every
-# decoded frame is identical: 0 levels apart on one machine over 20 runs
-# with 3 distinct byte streams. H.264 decoding is exact by the standard; what may differ on
-# another CPU is FFmpeg's RGB -> YUV conversion before encoding (its SIMD paths may round
-# differently), by a level or two. A changed scene moves whole shapes: tens of levels.
+# more than its input, on the state of the process's memory: 0 of 20 to 3 of 10 runs differed in
+# trials here (more under load, 3 distinct streams seen), and MALLOC_PERTURB_=7 forces a variant,
+# with which the old bytes check failed every time. Every decoded frame was identical (0 levels
+# apart). H.264 decoding is exact by the standard; what may differ on another CPU is FFmpeg's
+# RGB -> YUV conversion before encoding (its SIMD paths may round differently), by a level or
+# two. A changed scene moves whole shapes: tens of levels.
 VIDEO_TOLERANCE = 2
 
 

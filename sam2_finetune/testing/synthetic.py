@@ -551,7 +551,8 @@ def write_raw_video(
 
     The decoded frames are the same every run, the bytes not quite: libx264 (as PyAV 18 bundles
     it) writes the last ~30 bytes of the first IDR slice from more than its input: the state of
-    the process's memory (about one run in four differs; ``MALLOC_PERTURB_`` forces a variant).
+    the process's memory (0 of 20 to 3 of 10 runs differed in trials; ``MALLOC_PERTURB_`` forces a
+    variant).
     Every decoded frame is the same.
     """
     from fractions import Fraction
