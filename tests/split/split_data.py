@@ -1,9 +1,10 @@
 """Canonical datasets built directly for the split tests (tiny PNGs, real Arrow files).
 
-Imported by name (``from split_data import ...``): pytest's default prepend import mode puts
-this folder on ``sys.path`` for the test files in it. Not a ``conftest.py``: a second module
-named ``conftest`` would shadow ``tests/conftest.py``, which other test files import by name.
-Each test module imports :func:`quiet_progress_bars` (autouse) so it applies there."""
+Imported as ``split.split_data``: this folder is a package (``__init__.py``), so pytest's default
+prepend import mode puts ``tests/`` on ``sys.path`` (where ``conftest`` is imported from by name)
+and basenames here may repeat in other test folders. Not a ``conftest.py``: a second module named
+``conftest`` would shadow ``tests/conftest.py``. Each test module imports
+:func:`quiet_progress_bars` (autouse) so it applies there."""
 
 from __future__ import annotations
 

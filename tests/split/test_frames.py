@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from split_data import (
+
+from sam2_finetune.cli import main
+from sam2_finetune.dataset import canonical_features
+from sam2_finetune.errors import DatasetError
+from sam2_finetune.split import SplitOptions, SplitWarning, split
+from split.split_data import (
     LABELS,
     frame,
     min_cross_split_distance,
@@ -13,11 +18,6 @@ from split_data import (
     save,
     video_rows,
 )
-
-from sam2_finetune.cli import main
-from sam2_finetune.dataset import canonical_features
-from sam2_finetune.errors import DatasetError
-from sam2_finetune.split import SplitOptions, SplitWarning, split
 
 
 def test_lost_objects_do_not_count_as_present(tmp_path):

@@ -7,7 +7,12 @@ import json
 
 import datasets
 import pytest
-from split_data import (
+
+from sam2_finetune.cli import main
+from sam2_finetune.dataset import canonical_features
+from sam2_finetune.errors import DatasetError
+from sam2_finetune.split import SplitOptions, SplitWarning, check_leakage, split
+from split.split_data import (
     LABELS,
     frame,
     png,
@@ -15,11 +20,6 @@ from split_data import (
     save,
     video_rows,
 )
-
-from sam2_finetune.cli import main
-from sam2_finetune.dataset import canonical_features
-from sam2_finetune.errors import DatasetError
-from sam2_finetune.split import SplitOptions, SplitWarning, check_leakage, split
 
 
 def test_leakage_checker_finds_near_frames_and_identical_images(tmp_path):

@@ -11,7 +11,11 @@ import sys
 import warnings
 
 import pytest
-from split_data import (
+
+from sam2_finetune.cli import main
+from sam2_finetune.errors import DatasetError
+from sam2_finetune.split import MANIFEST_NAME, SplitOptions, SplitWarning, split, split_counts
+from split.split_data import (
     LABELS,
     frame,
     min_cross_split_distance,
@@ -21,10 +25,6 @@ from split_data import (
     save,
     video_rows,
 )
-
-from sam2_finetune.cli import main
-from sam2_finetune.errors import DatasetError
-from sam2_finetune.split import MANIFEST_NAME, SplitOptions, SplitWarning, split, split_counts
 
 
 def test_manifest_bytes_do_not_depend_on_the_output_path(tmp_path):

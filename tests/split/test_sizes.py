@@ -7,16 +7,16 @@ import warnings
 
 import datasets
 import pytest
-from split_data import (
+
+from sam2_finetune.cli import main
+from sam2_finetune.errors import DatasetError
+from sam2_finetune.split import SPLIT_NAMES, SplitOptions, SplitWarning, split
+from split.split_data import (
     LABELS,
     quiet_progress_bars,  # noqa: F401 (autouse fixture)
     save,
     video_rows,
 )
-
-from sam2_finetune.cli import main
-from sam2_finetune.errors import DatasetError
-from sam2_finetune.split import SPLIT_NAMES, SplitOptions, SplitWarning, split
 
 
 def test_ratios_with_zeros(tmp_path):

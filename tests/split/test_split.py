@@ -9,14 +9,6 @@ import sys
 
 import datasets
 import pytest
-from split_data import (
-    LABELS,
-    SAMPLE_DATA,
-    min_cross_split_distance,
-    quiet_progress_bars,  # noqa: F401 (autouse fixture)
-    save,
-    video_rows,
-)
 
 from sam2_finetune.cli import main
 from sam2_finetune.errors import OptionsError, OutputExistsError
@@ -27,6 +19,14 @@ from sam2_finetune.split import (
     SplitWarning,
     check_leakage,
     split,
+)
+from split.split_data import (
+    LABELS,
+    SAMPLE_DATA,
+    min_cross_split_distance,
+    quiet_progress_bars,  # noqa: F401 (autouse fixture)
+    save,
+    video_rows,
 )
 
 

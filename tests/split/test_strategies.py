@@ -12,15 +12,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from split_data import (
-    LABELS,
-    frame,
-    min_cross_split_distance,
-    multilabel_frames,
-    quiet_progress_bars,  # noqa: F401 (autouse fixture)
-    save,
-    video_rows,
-)
 
 from sam2_finetune.errors import DatasetError
 from sam2_finetune.split import (
@@ -32,6 +23,15 @@ from sam2_finetune.split import (
     split,
     split_counts,
     stratify,
+)
+from split.split_data import (
+    LABELS,
+    frame,
+    min_cross_split_distance,
+    multilabel_frames,
+    quiet_progress_bars,  # noqa: F401 (autouse fixture)
+    save,
+    video_rows,
 )
 
 
