@@ -120,29 +120,34 @@ def check_not_empty(
             f"images across splits (the dataset holds {distinct_images} distinct image(s)) and "
             f"{gap} at temporal gaps ({_gap_words(options)})"
         )
-    # The empty splits' share goes to the largest split that has frames.
-    zeroed = [0.0 if s in empty else r for s, r in enumerate(ratios)]
-    zeroed[max(range(len(zeroed)), key=lambda s: (zeroed[s], -s))] += 1.0 - sum(zeroed)
-    zero_fix = "--ratios " + " ".join(f"{r:g}" for r in zeroed) + f" to do without {names}"
     if identical >= gap and identical:
-        fix = (
+        remedies = [
             f"the dataset repeats images ({distinct_images} distinct in {frames} frames): remove "
-            "the repeated frames (keep each image once) or add videos with distinct images; "
-            f"or {zero_fix}. Another strategy does not help: no strategy puts one image in two "
-            "splits"
-        )
+            "the repeated frames (keep each image once) or add videos with distinct images"
+        ]
     elif gap:
-        fix = (
-            f"add videos, so that whole videos fill every split; or lower the gap ("
-            f"{_gap_words(options)} now: --gap-seconds or --gap-frames; nearer frames then sit "
-            "in different splits); or --strategy random (no gap: near-identical frames of one "
-            f"video then leak between splits and inflate evaluation scores); or {zero_fix}"
-        )
+        remedies = [
+            "add videos, so that whole videos fill every split",
+            f"lower the gap (now {_gap_words(options)}) with --gap-seconds or --gap-frames, "
+            "accepting nearer frames in different splits",
+            "--strategy random (no gap: near-identical frames of one video then leak between "
+            "splits and inflate evaluation scores)",
+        ]
     else:
-        fix = (
+        remedies = [
             f"too few frames or videos ({frames} frame(s), {videos} video(s)) for "
-            f"{sum(1 for r in ratios if r > 0)} splits: add videos, or {zero_fix}"
+            f"{sum(1 for r in ratios if r > 0)} splits: add videos"
+        ]
+    if 0 not in empty:  # without train there is nothing to train on: no ratios to offer
+        # The empty splits' share goes to the largest split that has frames.
+        zeroed = [0.0 if s in empty else r for s, r in enumerate(ratios)]
+        zeroed[max(range(len(zeroed)), key=lambda s: (zeroed[s], -s))] += 1.0 - sum(zeroed)
+        remedies.append(
+            "--ratios " + " ".join(f"{r:g}" for r in zeroed) + f" to do without {names}"
         )
+    fix = "; or ".join(remedies)
+    if identical >= gap and identical:
+        fix += ". Another strategy does not help: no strategy puts one image in two splits"
     raise DatasetError(describe(problem, file=options.dataset, fix=fix))
 
 
