@@ -13,14 +13,14 @@ Three strategies, all seeded with their own ``random.Random`` (the global RNGs a
 
 Identical images (same bytes) never end up in two splits: the extra copies are dropped. A split
 with a ratio above 0 left empty is an error naming why (``sizes``); one far from its ratio is a
-warning. The
-result is a ``DatasetDict`` saved with ``save_to_disk`` plus ``split_manifest.json`` (strategy,
-ratios, seed, image ids per split, per-class distribution, the leakage check), whose bytes depend
-only on the data and the options.
+warning. The result is a ``DatasetDict`` saved with ``save_to_disk`` plus ``split_manifest.json``
+(strategy, ratios, seed, image ids per split, per-class distribution, the leakage check), whose
+bytes depend only on the data and the options.
 
 >>> result = split(SplitOptions(dataset="data/hf", out="data/split"))  # doctest: +SKIP
 >>> result.sizes, result.leakage.ok                                     # doctest: +SKIP
 ({'train': 104, 'validation': 13, 'test': 13}, True)
+
 The stage's parts: ``options`` (SplitOptions, LeakageOptions, the gap options, the constants),
 ``frames`` (the frame table, image hashes, the gap per video), ``strategies`` (random,
 stratified, temporal), ``sizes`` (the empty-split error, splits far from their ratio),
