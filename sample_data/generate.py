@@ -1,4 +1,5 @@
-"""Regenerate the sample exports in this folder (deterministic: the same bytes every run).
+"""Regenerate the sample exports in this folder (deterministic: the same bytes every run, but for
+the video's H.264 stream, whose decoded frames are the same: see docs/synthetic.md).
 
     .venv/bin/python sample_data/generate.py            # rewrites sample_data/
     .venv/bin/python sample_data/generate.py --out DIR  # writes elsewhere

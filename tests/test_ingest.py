@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -621,20 +622,73 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+# What a refusal may inflate, all members together: a bomb's payload is 256 MiB or more, so a
+# refusal under this budget did not read it. Counted, not timed: a count holds under any load.
+INFLATE_BUDGET = 64 * 1024
+
+
+class _CountingDecompressor:
+    """A zipfile decompressor that adds what it inflates to ``counter[0]``."""
+
+    def __init__(self, inner, counter: list[int]):
+        self._inner, self._counter = inner, counter
+
+    def decompress(self, data, *args):
+        out = self._inner.decompress(data, *args)
+        self._counter[0] += len(out)
+        return out
+
+    def flush(self, *args):
+        out = self._inner.flush(*args)
+        self._counter[0] += len(out)
+        return out
+
+    def __getattr__(self, name):  # eof, unconsumed_tail, unused_data
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def counting_inflated_bytes():
+    """Count every byte zipfile inflates inside the block (every member of every archive,
+    nested ones included): ``with counting_inflated_bytes() as inflated: ...; inflated[0]``."""
+    counter = [0]
+    real = zipfile._get_decompressor
+
+    def counting(compress_type):
+        inner = real(compress_type)
+        return None if inner is None else _CountingDecompressor(inner, counter)
+
+    with mock.patch.object(zipfile, "_get_decompressor", counting):
+        yield counter
+
+
+def test_the_inflation_counter_counts(tmp_path):
+    """The structural check below can fail: reading a deflated member inflates, and is counted
+    (stored members inflate nothing)."""
+    path = tmp_path / "zeros.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.bin", bytes(1 << 20))
+        archive.writestr("stored.bin", bytes(1000), zipfile.ZIP_STORED)
+    with counting_inflated_bytes() as inflated, zipfile.ZipFile(path) as archive:
+        assert archive.read("stored.bin") == bytes(1000)
+        assert inflated[0] == 0
+        assert archive.read("zeros.bin") == bytes(1 << 20)
+    assert inflated[0] == 1 << 20 > INFLATE_BUDGET
+
+
 def refused_quickly(path: Path, error: type[Exception] = UnsafeArchiveError, **kwargs) -> str:
-    """Read ``path`` and check it is refused within a second, allocating under 64 MiB, writing
+    """Read ``path`` and check it is refused at once: before inflating its payload (at most
+    ``INFLATE_BUDGET`` bytes inflated, counted, not timed), allocating under 64 MiB, writing
     nothing next to it nor in the temporary folder (the ``quarantine`` fixture)."""
     before = listing(path.parent)
     tracemalloc.start()
-    start = time.perf_counter()
     try:
-        with pytest.raises(error) as raised:
+        with counting_inflated_bytes() as inflated, pytest.raises(error) as raised:
             read_export(path, **kwargs)
     finally:
-        elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    assert elapsed < 1.0, f"refusal took {elapsed:.2f} s"
+    assert inflated[0] <= INFLATE_BUDGET, f"refusal inflated {inflated[0]} bytes"
     assert peak < 64 * 1024**2, f"refusal allocated {peak / 1024**2:.0f} MiB"
     assert listing(path.parent) == before
     return str(raised.value)

@@ -11,23 +11,25 @@ Three strategies, all seeded with their own ``random.Random`` (the global RNGs a
   ``STRATIFY_TOLERANCE`` of every split's ratio.
 - ``random``: a seeded shuffle cut by the ratios.
 
-Identical images (same bytes) never end up in two splits: the extra copies are dropped. The
-result is a ``DatasetDict`` saved with ``save_to_disk`` plus ``split_manifest.json`` (strategy,
-ratios, seed, image ids per split, per-class distribution, the leakage check), whose bytes depend
-only on the data and the options.
+Identical images (same bytes) never end up in two splits: the extra copies are dropped. A split
+with a ratio above 0 left empty is an error naming why (``sizes``); one far from its ratio is a
+warning. The result is a ``DatasetDict`` saved with ``save_to_disk`` plus ``split_manifest.json``
+(strategy, ratios, seed, image ids per split, per-class distribution, the leakage check), whose
+bytes depend only on the data and the options.
 
 >>> result = split(SplitOptions(dataset="data/hf", out="data/split"))  # doctest: +SKIP
 >>> result.sizes, result.leakage.ok                                     # doctest: +SKIP
 ({'train': 104, 'validation': 13, 'test': 13}, True)
+
 The stage's parts: ``options`` (SplitOptions, LeakageOptions, the gap options, the constants),
 ``frames`` (the frame table, image hashes, the gap per video), ``strategies`` (random,
-stratified, temporal), ``leakage`` (check_leakage, the ``leakage`` command) and ``manifest`` (the
-kept test set, class distribution); this module runs them (:func:`split`).
+stratified, temporal), ``sizes`` (the empty-split error, splits far from their ratio),
+``leakage`` (check_leakage, the ``leakage`` command) and ``manifest`` (its assembly, the kept test
+set, class distribution); this module runs them (:func:`split`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sys
@@ -35,7 +37,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,27 +46,28 @@ from sam2_finetune.errors import DatasetError, OptionsError, describe
 from sam2_finetune.outputs import atomic_output_dir, ensure_writable
 from sam2_finetune.split.frames import (
     ASSUMED_FPS,
-    _check_poolable,
-    _check_rows,
-    _read_rows,
-    _Rows,
-    _rows_by_video,
-    _video_gaps,
+    Rows,
+    check_poolable,
+    check_rows,
+    read_rows,
+    rows_by_video,
+    video_gaps,
 )
 from sam2_finetune.split.leakage import (
     MAX_EXAMPLES,
     LeakageReport,
-    _leakage,
     check_leakage,
     leakage_command,
+    leakage_of,
 )
 from sam2_finetune.split.manifest import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
-    _class_bound,
-    _class_distribution,
-    _read_test_ids,
-    _round,
+    build_manifest,
+    class_bound,
+    class_distribution,
+    manifest_text,
+    read_test_ids,
 )
 from sam2_finetune.split.options import (
     RARE_CLASS_FRAMES,
@@ -80,17 +83,22 @@ from sam2_finetune.split.options import (
     Strategy,
     TemporalUnit,
 )
+from sam2_finetune.split.sizes import FAR_FROM_TARGET, Drops, check_not_empty, size_notes
 from sam2_finetune.split.strategies import (
-    _drop_identical,
-    _enforce_gap,
-    _shuffled,
-    _temporal,
+    drop_identical,
+    enforce_gap,
+    shuffled,
     split_counts,
     stratify,
+    temporal_assignment,
 )
+
+if TYPE_CHECKING:
+    import datasets
 
 __all__ = [
     "ASSUMED_FPS",
+    "FAR_FROM_TARGET",
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
     "MAX_EXAMPLES",
@@ -120,7 +128,8 @@ __all__ = [
 
 
 class SplitWarning(UserWarning):
-    """Something about a split the user should know (rare classes, empty splits, leakage)."""
+    """Something about a split the user should know (a split far from its ratio, many frames
+    dropped, rare classes, leakage). An empty requested split is an error, not a warning."""
 
 
 @dataclass(frozen=True)
@@ -136,89 +145,201 @@ class SplitResult:
     warnings: list[str]
     manifest: dict[str, Any] = field(repr=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``split --json`` prints: sizes, shares and targets, what was dropped, the
+        leakage verdict and the warnings (the image ids stay in the manifest)."""
+        m = self.manifest
+        return {
+            "out": str(self.out),
+            "manifest_path": str(self.manifest_path),
+            "strategy": m["strategy"],
+            "temporal_unit": self.temporal_unit,
+            "seed": m["seed"],
+            "splits": {
+                name: {key: part[key] for key in ("frames", "share", "target")}
+                | {"videos": len(part["videos"])}
+                for name, part in m["splits"].items()
+            },
+            "dropped": {
+                "frames": self.dropped,
+                "gap": len(m["dropped"]["gap"]),
+                "identical_image": len(m["dropped"]["identical_image"]),
+            },
+            "leakage": self.leakage.to_dict(),
+            "warnings": self.warnings,
+        }
+
 
 def split(options: SplitOptions) -> SplitResult:
     """Split a canonical dataset; write the DatasetDict and ``split_manifest.json`` to ``out``.
 
-    Problems the user should know about (rare classes, an empty split, leakage left by a
+    A split with a ratio above 0 left without frames is a :class:`DatasetError` naming why
+    (identical images, temporal gaps, too few frames or videos), and nothing is written. Problems
+    the user should know about (a split far from its ratio, rare classes, leakage left by a
     frame-level strategy, time blocks instead of whole videos) are emitted as
     :class:`SplitWarning` and listed in the result and the manifest.
 
     >>> split(SplitOptions(dataset="data/hf", out="data/split", strategy="stratified"))
     ... # doctest: +SKIP
     """
-    from datasets import (
-        DatasetDict,
-        concatenate_datasets,
-        disable_progress_bars,
-        enable_progress_bars,
-        is_progress_bar_enabled,
+    out = Path(options.out)
+    _check_out(options)
+    ensure_writable(out, options.overwrite)
+    kept_test_ids = read_test_ids(options.keep_test) if options.keep_test else None
+    dataset, rows = _load(options)
+    notes: list[str] = []
+    gaps, gap_info = video_gaps(rows, options.gap_seconds, options.gap_frames, options.fps)
+    n = len(rows)
+    ratios = [float(r) for r in options.ratios]
+    assign = np.full(n, -1, dtype=int)
+    fixed = np.zeros(n, dtype=bool)
+    effective, kept_test = ratios, None
+    if kept_test_ids is not None:
+        effective, kept_test = _keep_test(options, rows, kept_test_ids, assign, fixed, notes)
+    # In image id order, so the split does not depend on the order rows were converted in.
+    candidates = sorted((i for i in range(n) if not fixed[i]), key=rows.image_ids.__getitem__)
+    _check_fillable(options, candidates, effective)
+    if n < TINY_DATASET_FRAMES:
+        notes.append(
+            f"tiny dataset ({n} frames): splits of a few frames give noisy metrics; use it to "
+            "try the pipeline, not to measure a model"
+        )
+
+    unit = _assign(options, rows, candidates, effective, gaps, assign, notes)
+    placed = assign.copy()
+    dropped_gap = _enforce_gaps(options, rows, candidates, effective, gaps, assign, fixed)
+    before_identical = assign.copy()
+    dropped_identical = drop_identical(rows, assign, fixed)
+    drops = Drops.count(placed, before_identical, dropped_gap, dropped_identical)
+    sizes = {name: int((assign == s).sum()) for s, name in enumerate(SPLIT_NAMES)}
+    check_not_empty(
+        options,
+        sizes,
+        drops,
+        frames=n,
+        videos=len(set(rows.video_ids)),
+        distinct_images=len({h for h in rows.hashes if h is not None}),
     )
 
-    out = Path(options.out)
-    if out.resolve() == Path(options.dataset).resolve():
-        raise OptionsError(
-            f"out ({out}) is the input dataset. Fix: write the split to another folder."
+    leakage = leakage_of(rows, assign, gaps, options.gap_seconds)
+    notes += size_notes(options, sizes, drops, n)
+    distribution = class_distribution(rows, assign, ratios)
+    bound = class_bound(distribution, options.strategy == "stratified" and not kept_test)
+    notes += _class_notes(distribution, bound, notes)
+    if leakage.near_pairs:
+        notes.append(
+            f"{leakage.near_pairs} pairs of frames of one video closer than the gap sit in "
+            f"different splits ({options.strategy} split frames, not time): near-identical "
+            "frames inflate evaluation scores. Use --strategy temporal for video data"
         )
-    if out.resolve() in Path(options.dataset).resolve().parents:
-        # Replacing OUT (--overwrite) would delete the dataset being read.
+    manifest = build_manifest(
+        options,
+        rows,
+        assign,
+        ratios=ratios,
+        unit=unit,
+        gap_info=gap_info,
+        kept_test=kept_test,
+        dropped_gap=dropped_gap,
+        dropped_identical=dropped_identical,
+        distribution=distribution,
+        bound=bound,
+        leakage=leakage,
+        notes=notes,
+    )
+    _write(options, dataset, assign, manifest_text(manifest))
+    for note in notes:
+        warnings.warn(note, SplitWarning, stacklevel=2)
+    return SplitResult(
+        out=out,
+        manifest_path=out / MANIFEST_NAME,
+        sizes=sizes,
+        dropped=drops.total,
+        temporal_unit=unit,
+        leakage=leakage,
+        warnings=notes,
+        manifest=manifest,
+    )
+
+
+def _check_out(options: SplitOptions) -> None:
+    """OUT may be neither the input nor a folder holding it (``--overwrite`` would delete it)."""
+    out, source = Path(options.out).resolve(), Path(options.dataset).resolve()
+    if out == source:
         raise OptionsError(
-            f"the input dataset ({options.dataset}) is inside the output folder ({out}), which "
-            "the split replaces. Fix: write the split to a folder that does not hold the input."
+            f"out ({options.out}) is the input dataset. Fix: write the split to another folder."
         )
-    ensure_writable(out, options.overwrite)
-    kept_test_ids = _read_test_ids(options.keep_test) if options.keep_test else None
+    if out in source.parents:
+        raise OptionsError(
+            f"the input dataset ({options.dataset}) is inside the output folder ({options.out}), "
+            "which the split replaces. Fix: write the split to a folder that does not hold the "
+            "input."
+        )
+
+
+def _load(options: SplitOptions) -> tuple[datasets.Dataset, Rows]:
+    """The dataset to split and its frame table. A previous split's folder is accepted too: its
+    splits are pooled and split again."""
+    from datasets import DatasetDict, concatenate_datasets
+
     loaded = load_canonical(options.dataset)
-    # A previous split's folder is accepted too: its splits are pooled and split again.
     if isinstance(loaded, DatasetDict):
-        _check_poolable(loaded, options.dataset)
+        check_poolable(loaded, options.dataset)
         dataset = concatenate_datasets(list(loaded.values()))
     else:
         dataset = loaded
-    rows = _read_rows(dataset, category_names(dataset))
-    _check_rows(rows, options.dataset)
-    notes: list[str] = []
-    gaps, gap_info = _video_gaps(rows, options.gap_seconds, options.gap_frames, options.fps)
-    rng = random.Random(options.seed)
-    n = len(rows)
-    assign = np.full(n, -1, dtype=int)
-    fixed = np.zeros(n, dtype=bool)
+    rows = read_rows(dataset, category_names(dataset))
+    check_rows(rows, options.dataset)
+    return dataset, rows
+
+
+def _keep_test(
+    options: SplitOptions,
+    rows: Rows,
+    kept_test_ids: list[str],
+    assign: np.ndarray,
+    fixed: np.ndarray,
+    notes: list[str],
+) -> tuple[list[float], dict[str, Any]]:
+    """Fix the kept test frames in ``assign`` (marked in ``fixed``); returns the ratios the
+    other frames are split by (train and validation, rescaled) and the manifest's record."""
     ratios = [float(r) for r in options.ratios]
-    effective = ratios
-    kept_test: dict[str, Any] | None = None
-    if kept_test_ids is not None:
-        position = {image_id: i for i, image_id in enumerate(rows.image_ids)}
-        found = sorted(position[i] for i in set(kept_test_ids) if i in position)
-        missing = sorted(set(kept_test_ids) - position.keys())
-        fixed[found] = True
-        assign[found] = TEST
-        kept_test = {"frames": len(found), "missing_from_dataset": missing}
-        if not found:
-            raise DatasetError(
-                describe(
-                    f"none of the {len(set(kept_test_ids))} test frames of the kept manifest is "
-                    "in this dataset: it is the manifest of another dataset",
-                    file=options.keep_test,
-                    expected=f"image ids of {options.dataset}",
-                    found=f"e.g. {missing[0]}",
-                    fix="pass the manifest of a split of this dataset (or of a dataset it grew "
-                    "from), or drop --keep-test",
-                )
+    position = {image_id: i for i, image_id in enumerate(rows.image_ids)}
+    found = sorted(position[i] for i in set(kept_test_ids) if i in position)
+    missing = sorted(set(kept_test_ids) - position.keys())
+    fixed[found] = True
+    assign[found] = TEST
+    if not found:
+        raise DatasetError(
+            describe(
+                f"none of the {len(set(kept_test_ids))} test frames of the kept manifest is "
+                "in this dataset: it is the manifest of another dataset",
+                file=options.keep_test,
+                expected=f"image ids of {options.dataset}",
+                found=f"e.g. {missing[0]}",
+                fix="pass the manifest of a split of this dataset (or of a dataset it grew "
+                "from), or drop --keep-test",
             )
-        if missing:
-            notes.append(
-                f"{len(missing)} test frame(s) of the kept manifest are not in this dataset "
-                f"(e.g. {missing[0]}); the test set keeps the {len(found)} that are"
-            )
-        if ratios[0] + ratios[1] <= 0:
-            raise OptionsError(
-                "--keep-test splits the frames outside the kept test set by the train and "
-                f"validation ratios, but they are {ratios[0]:g} and {ratios[1]:g}. Fix: give "
-                "train and/or validation a ratio above 0."
-            )
-        effective = [ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0]
-    # In image id order, so the split does not depend on the order rows were converted in.
-    candidates = sorted((i for i in range(n) if not fixed[i]), key=rows.image_ids.__getitem__)
+        )
+    if missing:
+        notes.append(
+            f"{len(missing)} test frame(s) of the kept manifest are not in this dataset "
+            f"(e.g. {missing[0]}); the test set keeps the {len(found)} that are"
+        )
+    if ratios[0] + ratios[1] <= 0:
+        raise OptionsError(
+            "--keep-test splits the frames outside the kept test set by the train and "
+            f"validation ratios, but they are {ratios[0]:g} and {ratios[1]:g}. Fix: give "
+            "train and/or validation a ratio above 0."
+        )
+    rest = ratios[0] + ratios[1]
+    effective = [ratios[0] / rest, ratios[1] / rest, 0.0]
+    return effective, {"frames": len(found), "missing_from_dataset": missing}
+
+
+def _check_fillable(
+    options: SplitOptions, candidates: list[int], effective: Sequence[float]
+) -> None:
     live = [s for s in range(len(SPLIT_NAMES)) if effective[s] > 0]
     if len(candidates) < len(live):
         raise DatasetError(
@@ -228,57 +349,83 @@ def split(options: SplitOptions) -> SplitResult:
                 fix="add data, or set the ratio of some splits to 0 (e.g. --ratios 1 0 0)",
             )
         )
-    if n < TINY_DATASET_FRAMES:
-        notes.append(
-            f"tiny dataset ({n} frames): splits of a few frames give noisy metrics; use it to "
-            "try the pipeline, not to measure a model"
-        )
 
-    unit: str | None = None
-    dropped_gap: list[int] = []
+
+def _assign(
+    options: SplitOptions,
+    rows: Rows,
+    candidates: list[int],
+    effective: Sequence[float],
+    gaps: dict[str, int],
+    assign: np.ndarray,
+    notes: list[str],
+) -> str | None:
+    """Place every candidate row in a split (``assign``) by the strategy; returns the temporal
+    unit (``video`` or ``block``; None for the frame-level strategies)."""
+    rng = random.Random(options.seed)
     if options.strategy == "random":
-        order = _shuffled(candidates, rng)
+        order = shuffled(candidates, rng)
         start = 0
         for s, count in enumerate(split_counts(len(order), effective)):
             assign[order[start : start + count]] = s
             start += count
-    elif options.strategy == "stratified":
+        return None
+    if options.strategy == "stratified":
         presence = rows.presence()
         chosen = stratify([presence[i] for i in candidates], effective, rng)
         assign[candidates] = chosen
         notes += _stratification_notes(rows, candidates, np.asarray(chosen), effective)
-    else:
-        unit, mapping, temporal_notes = _temporal(rows, candidates, effective, gaps, options, rng)
-        notes += temporal_notes
-        for i, s in mapping.items():
-            assign[i] = s
-        # Smaller splits keep their frames at a gap; a kept test set never gives any up.
-        priority = np.where(fixed, np.inf, 0.0)
-        for i in candidates:
-            priority[i] = -effective[assign[i]] + 1e-6 * assign[i]
-        for video, idx in _rows_by_video(rows).items():
-            dropped_gap += _enforce_gap(idx, rows.frame_index, assign, gaps[video], priority)
-    dropped_identical = _drop_identical(rows, assign, fixed)
+        return None
+    unit, mapping, temporal_notes = temporal_assignment(
+        rows, candidates, effective, gaps, options, rng
+    )
+    notes += temporal_notes
+    for i, s in mapping.items():
+        assign[i] = s
+    return unit
 
-    leakage = _leakage(rows, assign, gaps, options.gap_seconds)
-    sizes = {name: int((assign == s).sum()) for s, name in enumerate(SPLIT_NAMES)}
-    dropped = len(dropped_gap) + len(dropped_identical)
-    notes += _size_notes(sizes, ratios, dropped, n)
-    distribution = _class_distribution(rows, assign, ratios)
-    class_bound = _class_bound(distribution, options.strategy == "stratified" and not kept_test)
-    if class_bound["met"] is False and not any(x.startswith("stratification") for x in notes):
+
+def _enforce_gaps(
+    options: SplitOptions,
+    rows: Rows,
+    candidates: list[int],
+    effective: Sequence[float],
+    gaps: dict[str, int],
+    assign: np.ndarray,
+    fixed: np.ndarray,
+) -> list[int]:
+    """Temporal only: drop the frames closer than the gap to another split; returns them."""
+    if options.strategy != "temporal":
+        return []
+    # Smaller splits keep their frames at a gap; a kept test set never gives any up.
+    priority = np.where(fixed, np.inf, 0.0)
+    for i in candidates:
+        priority[i] = -effective[assign[i]] + 1e-6 * assign[i]
+    dropped: list[int] = []
+    for video, idx in rows_by_video(rows).items():
+        dropped += enforce_gap(idx, rows.frame_index, assign, gaps[video], priority)
+    return dropped
+
+
+def _class_notes(
+    distribution: dict[str, dict[str, Any]], bound: dict[str, Any], notes: list[str]
+) -> list[str]:
+    """Classes off the stratified bound after dropping identical images (unless stratification
+    already said so), and rare classes."""
+    found = []
+    if bound["met"] is False and not any(x.startswith("stratification") for x in notes):
         off = [
             name
-            for name in class_bound["classes"]
-            if distribution[name]["max_deviation_pp"] > class_bound["tolerance_pp"]
+            for name in bound["classes"]
+            if distribution[name]["max_deviation_pp"] > bound["tolerance_pp"]
         ]
-        notes.append(
+        found.append(
             f"after dropping identical images, {len(off)} class(es) are more than "
             f"{100 * STRATIFY_TOLERANCE:g} points off the ratios: " + ", ".join(map(repr, off))
         )
     rare = [(name, d) for name, d in distribution.items() if d["rare"]]
     if rare:
-        notes.append(
+        found.append(
             f"{len(rare)} class(es) have fewer than {RARE_CLASS_FRAMES} frames and cannot follow "
             "the ratios: "
             + ", ".join(
@@ -288,85 +435,38 @@ def split(options: SplitOptions) -> SplitResult:
                 for name, d in rare
             )
         )
-    if leakage.near_pairs:
-        notes.append(
-            f"{leakage.near_pairs} pairs of frames of one video closer than the gap sit in "
-            f"different splits ({options.strategy} split frames, not time): near-identical "
-            "frames inflate evaluation scores. Use --strategy temporal for video data"
-        )
+    return found
 
-    manifest = {
-        "format_version": MANIFEST_VERSION,
-        "strategy": options.strategy,
-        "temporal_unit": unit,
-        "ratios": dict(zip(SPLIT_NAMES, ratios, strict=True)),
-        "seed": options.seed,
-        "source": {
-            "frames": n,
-            "videos": len(set(rows.video_ids)),
-            "classes": rows.names,
-            "image_ids_sha256": hashlib.sha256(
-                "\n".join(sorted(rows.image_ids)).encode("utf-8")
-            ).hexdigest(),
-        },
-        "gap": {
-            "seconds": options.gap_seconds,
-            "gap_frames_option": options.gap_frames,
-            "fps_option": options.fps,
-            "videos": gap_info,
-        },
-        "keep_test": kept_test,
-        "splits": {
-            name: {
-                "frames": sizes[name],
-                "share": _round(sizes[name] / max(sum(sizes.values()), 1)),
-                "target": ratios[s],
-                "videos": sorted({rows.video_ids[i] for i in np.flatnonzero(assign == s)}),
-                "image_ids": sorted(rows.image_ids[i] for i in np.flatnonzero(assign == s)),
-            }
-            for s, name in enumerate(SPLIT_NAMES)
-        },
-        "dropped": {
-            "frames": dropped,
-            "gap": sorted(rows.image_ids[i] for i in dropped_gap),
-            "identical_image": sorted(rows.image_ids[i] for i in dropped_identical),
-        },
-        "class_bound": class_bound,
-        "class_distribution": distribution,
-        "leakage": leakage.to_dict(),
-        "warnings": notes,
-    }
-    text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+def _write(
+    options: SplitOptions, dataset: datasets.Dataset, assign: np.ndarray, manifest: str
+) -> None:
+    """The DatasetDict and the manifest, atomically (all or nothing at OUT)."""
+    from datasets import (
+        DatasetDict,
+        disable_progress_bars,
+        enable_progress_bars,
+        is_progress_bar_enabled,
+    )
+
     parts = DatasetDict(
         {name: dataset.select(np.flatnonzero(assign == s)) for s, name in enumerate(SPLIT_NAMES)}
     )
     bars = is_progress_bar_enabled()
     disable_progress_bars()  # one bar per split buries the summary and the warnings
     try:
-        with atomic_output_dir(out, overwrite=options.overwrite) as tmp:
+        with atomic_output_dir(Path(options.out), overwrite=options.overwrite) as tmp:
             # save_to_disk writes 0 shards for an empty split, which load_from_disk cannot read.
             empty = {name: 1 for name, part in parts.items() if len(part) == 0}
             parts.save_to_disk(str(tmp), num_shards=empty or None)
-            (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+            (tmp / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
     finally:
         if bars:
             enable_progress_bars()
-    for note in notes:
-        warnings.warn(note, SplitWarning, stacklevel=2)
-    return SplitResult(
-        out=out,
-        manifest_path=out / MANIFEST_NAME,
-        sizes=sizes,
-        dropped=dropped,
-        temporal_unit=unit,
-        leakage=leakage,
-        warnings=notes,
-        manifest=manifest,
-    )
 
 
 def _stratification_notes(
-    rows: _Rows, candidates: list[int], chosen: np.ndarray, ratios: Sequence[float]
+    rows: Rows, candidates: list[int], chosen: np.ndarray, ratios: Sequence[float]
 ) -> list[str]:
     """Classes with enough frames that still miss the 5-point bound (rare, never silent)."""
     off = []
@@ -385,21 +485,6 @@ def _stratification_notes(
         f"{100 * STRATIFY_TOLERANCE:g} points of the ratios (labels that always occur together "
         "limit it): " + ", ".join(off)
     ]
-
-
-def _size_notes(sizes: dict[str, int], ratios: Sequence[float], dropped: int, n: int) -> list[str]:
-    notes = [
-        f"the {name} split is empty although its ratio is {ratios[s]:g}"
-        for s, name in enumerate(SPLIT_NAMES)
-        if ratios[s] > 0 and sizes[name] == 0
-    ]
-    if dropped > 0.2 * n:
-        notes.append(
-            f"{dropped} of {n} frames ({100 * dropped / n:.0f} %) were dropped to keep splits "
-            "apart; videos are short for the gap. Lower --gap-seconds, or add videos so whole "
-            "videos can be split"
-        )
-    return notes
 
 
 def format_split(result: SplitResult) -> str:
@@ -424,11 +509,15 @@ def format_split(result: SplitResult) -> str:
 
 
 def split_command(options: SplitOptions) -> int:
-    """``sam2-finetune split``: print the summary and every warning; 0 on success."""
+    """``sam2-finetune split``: print the summary (or, with ``--json``, :meth:`SplitResult.to_dict`
+    as JSON) and every warning on stderr; 0 on success."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SplitWarning)
         result = split(options)
-    print(format_split(result))
+    if options.json_output:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(format_split(result))
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     return 0

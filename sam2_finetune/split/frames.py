@@ -27,7 +27,7 @@ ASSUMED_FPS = 30.0
 
 
 @dataclass
-class _Rows:
+class Rows:
     """The columns a split needs, one entry per row, plus a hash of each image's bytes."""
 
     image_ids: list[str]
@@ -45,7 +45,7 @@ class _Rows:
         return [frozenset(c) for c in self.categories]
 
 
-def _read_rows(dataset: datasets.Dataset, names: list[str], with_objects: bool = True) -> _Rows:
+def read_rows(dataset: datasets.Dataset, names: list[str], with_objects: bool = True) -> Rows:
     """The columns a split needs. Without ``with_objects`` (the leakage checker, which may get a
     split made elsewhere) only ``video_id`` and ``frame_index`` are required: ``image_id``,
     ``timestamp_sec``, ``image`` and ``objects`` are read when present."""
@@ -92,7 +92,7 @@ def _read_rows(dataset: datasets.Dataset, names: list[str], with_objects: bool =
             categories += [tuple(c.tolist()) for c in chunks]
         else:
             categories += [()] * n
-    return _Rows(
+    return Rows(
         image_ids=image_ids,
         video_ids=video_ids,
         frame_index=np.concatenate(frames) if frames else np.zeros(0, np.int64),
@@ -123,7 +123,7 @@ def _image_hashes(dataset: datasets.Dataset) -> list[bytes | None]:
     return hashes
 
 
-def _rows_by_video(rows: _Rows, members: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+def rows_by_video(rows: Rows, members: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Row indices per video, sorted by (frame_index, image_id); videos in sorted order."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i in range(len(rows)) if members is None else members:
@@ -136,8 +136,8 @@ def _rows_by_video(rows: _Rows, members: Sequence[int] | None = None) -> dict[st
     }
 
 
-def _video_gaps(
-    rows: _Rows, gap_seconds: float, gap_frames: int | None, fps: float | None
+def video_gaps(
+    rows: Rows, gap_seconds: float, gap_frames: int | None, fps: float | None
 ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
     """The gap in source frame indices per video, and how each was obtained (for the manifest).
 
@@ -147,7 +147,7 @@ def _video_gaps(
     """
     gaps: dict[str, int] = {}
     info: dict[str, dict[str, Any]] = {}
-    for video, idx in _rows_by_video(rows).items():
+    for video, idx in rows_by_video(rows).items():
         if gap_frames is not None:
             gaps[video] = gap_frames
             info[video] = {"fps": None, "fps_from": "gap_frames option", "frames": gap_frames}
@@ -168,8 +168,8 @@ def _video_gaps(
     return gaps, info
 
 
-def _concat_rows(parts: list[_Rows], names: list[str]) -> _Rows:
-    return _Rows(
+def concat_rows(parts: list[Rows], names: list[str]) -> Rows:
+    return Rows(
         image_ids=[i for p in parts for i in p.image_ids],
         video_ids=[v for p in parts for v in p.video_ids],
         frame_index=np.concatenate([p.frame_index for p in parts]),
@@ -180,7 +180,7 @@ def _concat_rows(parts: list[_Rows], names: list[str]) -> _Rows:
     )
 
 
-def _check_poolable(parts: datasets.DatasetDict, path: Path) -> None:
+def check_poolable(parts: datasets.DatasetDict, path: Path) -> None:
     """The splits of a DatasetDict can be pooled only with the same columns and labels."""
     (first, reference), *others = parts.items()
     for name, part in others:
@@ -207,7 +207,7 @@ def _check_poolable(parts: datasets.DatasetDict, path: Path) -> None:
         )
 
 
-def _check_rows(rows: _Rows, path: Path) -> None:
+def check_rows(rows: Rows, path: Path) -> None:
     if not len(rows):
         raise DatasetError(
             describe(

@@ -14,7 +14,7 @@ import numpy as np
 
 from sam2_finetune.dataset import load_canonical
 from sam2_finetune.errors import DatasetError, describe
-from sam2_finetune.split.frames import _concat_rows, _read_rows, _Rows, _rows_by_video, _video_gaps
+from sam2_finetune.split.frames import Rows, concat_rows, read_rows, rows_by_video, video_gaps
 from sam2_finetune.split.options import SPLIT_NAMES, LeakageOptions
 
 if TYPE_CHECKING:
@@ -75,8 +75,8 @@ class LeakageReport:
         return "LEAKAGE: " + "; ".join(parts)
 
 
-def _leakage(
-    rows: _Rows,
+def leakage_of(
+    rows: Rows,
     assign: np.ndarray,
     gaps: dict[str, int],
     gap_seconds: float,
@@ -86,7 +86,7 @@ def _leakage(
     kept = np.flatnonzero(assign >= 0)
     near_pairs = 0
     near_examples: list[dict[str, Any]] = []
-    for video, idx in _rows_by_video(rows, kept.tolist()).items():
+    for video, idx in rows_by_video(rows, kept.tolist()).items():
         # Frame 0 apart (the same frame twice) always leaks, whatever the gap.
         window = max(gaps.get(video, 0), 1)
         frames = rows.frame_index[idx]
@@ -195,11 +195,11 @@ def check_leakage(
                     fix="fill video_id and frame_index in every row, or drop those rows",
                 )
             )
-    parts = [(name, _read_rows(part, [], with_objects=False)) for name, part in source.items()]
-    rows = _concat_rows([r for _, r in parts], [])
+    parts = [(name, read_rows(part, [], with_objects=False)) for name, part in source.items()]
+    rows = concat_rows([r for _, r in parts], [])
     assign = np.concatenate([np.full(len(r), s, dtype=int) for s, (_, r) in enumerate(parts)])
-    gaps, _ = _video_gaps(rows, gap_seconds, gap_frames, fps)
-    return _leakage(rows, assign, gaps, gap_seconds, [name for name, _ in parts])
+    gaps, _ = video_gaps(rows, gap_seconds, gap_frames, fps)
+    return leakage_of(rows, assign, gaps, gap_seconds, [name for name, _ in parts])
 
 
 def leakage_command(options: LeakageOptions) -> int:

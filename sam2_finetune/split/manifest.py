@@ -1,8 +1,11 @@
-"""The split manifest: the kept test set read back from a previous one, and the per-class
-distribution and stratification bound it records."""
+"""The split manifest: its assembly (:func:`build_manifest`, :func:`manifest_text`), the kept
+test set read back from a previous one, and the per-class distribution and stratification bound
+it records."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,14 +15,20 @@ import numpy as np
 
 from sam2_finetune.errors import DatasetError, OptionsError, describe
 from sam2_finetune.files import read_json
-from sam2_finetune.split.frames import _Rows
-from sam2_finetune.split.options import RARE_CLASS_FRAMES, SPLIT_NAMES, STRATIFY_TOLERANCE
+from sam2_finetune.split.frames import Rows
+from sam2_finetune.split.leakage import LeakageReport
+from sam2_finetune.split.options import (
+    RARE_CLASS_FRAMES,
+    SPLIT_NAMES,
+    STRATIFY_TOLERANCE,
+    SplitOptions,
+)
 
 MANIFEST_NAME = "split_manifest.json"
 MANIFEST_VERSION = 1
 
 
-def _read_test_ids(path: Path) -> list[str]:
+def read_test_ids(path: Path) -> list[str]:
     """The test image ids of a previous split manifest (a file or the folder holding it)."""
     file = path / MANIFEST_NAME if path.is_dir() else path
     if not file.is_file():
@@ -68,12 +77,12 @@ def _read_test_ids(path: Path) -> list[str]:
     return ids
 
 
-def _round(x: float) -> float:
+def round6(x: float) -> float:
     return round(float(x), 6)
 
 
-def _class_distribution(
-    rows: _Rows, assign: np.ndarray, ratios: Sequence[float]
+def class_distribution(
+    rows: Rows, assign: np.ndarray, ratios: Sequence[float]
 ) -> dict[str, dict[str, Any]]:
     """Frames showing each class (and its objects) per split, with shares and the worst gap to
     the ratios, in percentage points."""
@@ -94,7 +103,7 @@ def _class_distribution(
             "objects": int(objects[:, c].sum()),
             "rare": 0 < total < RARE_CLASS_FRAMES,
             "max_deviation_pp": (
-                _round(100 * max(abs(shares[s] - ratios[s]) for s in range(n_splits)))
+                round6(100 * max(abs(shares[s] - ratios[s]) for s in range(n_splits)))
                 if total
                 else None
             ),
@@ -102,7 +111,7 @@ def _class_distribution(
                 split_name: {
                     "frames": int(frames[s, c]),
                     "objects": int(objects[s, c]),
-                    "share": _round(shares[s]),
+                    "share": round6(shares[s]),
                 }
                 for s, split_name in enumerate(SPLIT_NAMES)
             },
@@ -110,7 +119,7 @@ def _class_distribution(
     return result
 
 
-def _class_bound(distribution: dict[str, dict[str, Any]], promised: bool) -> dict[str, Any]:
+def class_bound(distribution: dict[str, dict[str, Any]], promised: bool) -> dict[str, Any]:
     """What the stratified bound counts, which classes it covers, and whether it held (``met``
     is None where it was not promised: other strategies, or a kept test set)."""
     tolerance_pp = 100 * STRATIFY_TOLERANCE
@@ -128,3 +137,70 @@ def _class_bound(distribution: dict[str, dict[str, Any]], promised: bool) -> dic
             else None
         ),
     }
+
+
+def build_manifest(
+    options: SplitOptions,
+    rows: Rows,
+    assign: np.ndarray,
+    *,
+    ratios: Sequence[float],
+    unit: str | None,
+    gap_info: dict[str, dict[str, Any]],
+    kept_test: dict[str, Any] | None,
+    dropped_gap: Sequence[int],
+    dropped_identical: Sequence[int],
+    distribution: dict[str, dict[str, Any]],
+    bound: dict[str, Any],
+    leakage: LeakageReport,
+    notes: list[str],
+) -> dict[str, Any]:
+    """Everything a split decided, in a form whose JSON depends only on the data and the options
+    (ids sorted, floats rounded): ``assign[i]`` is row ``i``'s split index, -1 for dropped."""
+    sizes = {name: int((assign == s).sum()) for s, name in enumerate(SPLIT_NAMES)}
+    return {
+        "format_version": MANIFEST_VERSION,
+        "strategy": options.strategy,
+        "temporal_unit": unit,
+        "ratios": dict(zip(SPLIT_NAMES, ratios, strict=True)),
+        "seed": options.seed,
+        "source": {
+            "frames": len(rows),
+            "videos": len(set(rows.video_ids)),
+            "classes": rows.names,
+            "image_ids_sha256": hashlib.sha256(
+                "\n".join(sorted(rows.image_ids)).encode("utf-8")
+            ).hexdigest(),
+        },
+        "gap": {
+            "seconds": options.gap_seconds,
+            "gap_frames_option": options.gap_frames,
+            "fps_option": options.fps,
+            "videos": gap_info,
+        },
+        "keep_test": kept_test,
+        "splits": {
+            name: {
+                "frames": sizes[name],
+                "share": round6(sizes[name] / max(sum(sizes.values()), 1)),
+                "target": ratios[s],
+                "videos": sorted({rows.video_ids[i] for i in np.flatnonzero(assign == s)}),
+                "image_ids": sorted(rows.image_ids[i] for i in np.flatnonzero(assign == s)),
+            }
+            for s, name in enumerate(SPLIT_NAMES)
+        },
+        "dropped": {
+            "frames": len(dropped_gap) + len(dropped_identical),
+            "gap": sorted(rows.image_ids[i] for i in dropped_gap),
+            "identical_image": sorted(rows.image_ids[i] for i in dropped_identical),
+        },
+        "class_bound": bound,
+        "class_distribution": distribution,
+        "leakage": leakage.to_dict(),
+        "warnings": notes,
+    }
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest's bytes: sorted keys, so the same split gives the same file."""
+    return json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

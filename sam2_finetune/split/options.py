@@ -58,7 +58,7 @@ class SplitOptions(BaseModel):
     byte for byte.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     dataset: Path = Field(
         description="Canonical dataset folder (`sam2-finetune convert --to hf` output).",
@@ -93,6 +93,9 @@ class SplitOptions(BaseModel):
     gap_frames: GapFrames = None
     fps: Fps = None
     overwrite: bool = Field(False, description="Replace OUT if it already holds something.")
+    json_output: bool = Field(
+        False, alias="json", description="Print the result (sizes, leakage, warnings) as JSON."
+    )
 
     @field_validator("ratios")
     @classmethod
@@ -119,7 +122,7 @@ class LeakageOptions(BaseModel):
     identical images (same bytes) in different splits. Exit status 1 when any is found.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     dataset: Path = Field(
         description="A split dataset folder (DatasetDict, e.g. `sam2-finetune split` output).",

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from sam2_finetune.errors import DatasetError, describe
-from sam2_finetune.split.frames import _Rows, _rows_by_video
+from sam2_finetune.split.frames import Rows, rows_by_video
 from sam2_finetune.split.options import RARE_CLASS_FRAMES, STRATIFY_TOLERANCE, TEST, SplitOptions
 
 
-def _shuffled(items: Sequence[Any], rng: random.Random) -> list[Any]:
+def shuffled(items: Sequence[Any], rng: random.Random) -> list[Any]:
     """Fisher-Yates on ``rng.random()``, whose stream Python guarantees across versions
     (``random.shuffle``'s is not), so a seed gives the same split on every Python."""
     items = list(items)
@@ -88,10 +88,10 @@ def stratify(
 
     while (remaining > 0).any():
         c = int(np.argmin(np.where(remaining > 0, remaining, np.inf)))
-        for i in _shuffled([i for i in rows_of[c] if assign[i] < 0], rng):
+        for i in shuffled([i for i in rows_of[c] if assign[i] < 0], rng):
             open_splits = [s for s in range(n_splits) if capacity[s] > 0]
             place(i, max(open_splits, key=lambda s: (want[s, c], capacity[s], rng.random())))
-    for i in _shuffled([i for i in range(n) if assign[i] < 0], rng):
+    for i in shuffled([i for i in range(n) if assign[i] < 0], rng):
         open_splits = [s for s in range(n_splits) if capacity[s] > 0]
         place(i, max(open_splits, key=lambda s: (capacity[s], rng.random())))
     return _repair_stratification(label_sets, assign, ratios, totals, rng, tolerance, min_frames)
@@ -151,8 +151,8 @@ def _repair_stratification(
             givers = np.flatnonzero((assign != s) & present[:, c] & (r[assign] > 0))
             takers = np.flatnonzero((assign == s) & ~present[:, c])
         best, best_pair = -1e-12, None
-        for x in _shuffled(givers.tolist(), rng)[:40]:
-            for y in _shuffled(takers.tolist(), rng)[:40]:
+        for x in shuffled(givers.tolist(), rng)[:40]:
+            for y in shuffled(takers.tolist(), rng)[:40]:
                 gain = swap_gain(x, y)
                 if gain < best:
                     best, best_pair = gain, (x, y)
@@ -237,7 +237,7 @@ def _balance_groups(
     best_cost, best = math.inf, np.zeros(n_groups, dtype=int)
     for attempt in range(restarts if small else 2):
         state = _GroupAssignment(sizes, class_counts, np.asarray(ratios, float))
-        order = _shuffled(range(n_groups), rng)
+        order = shuffled(range(n_groups), rng)
         if attempt == 0:
             order.sort(key=lambda g: -sizes[g])  # largest first: the classic greedy
         for g in order:
@@ -277,7 +277,7 @@ def _block_orders(live: list[int], ratios: Sequence[float]) -> list[list[int]]:
 
 
 def _blocks(
-    rows: _Rows,
+    rows: Rows,
     by_video: dict[str, np.ndarray],
     ratios: Sequence[float],
     gaps: dict[str, int],
@@ -341,7 +341,7 @@ def _blocks(
     return result
 
 
-def _enforce_gap(
+def enforce_gap(
     idx: np.ndarray, frames: np.ndarray, assign: np.ndarray, gap: int, priority: np.ndarray
 ) -> list[int]:
     """Drop frames of one video until no two frames of different splits are closer than ``gap``.
@@ -379,7 +379,7 @@ def _enforce_gap(
             dropped.append(int(i))
 
 
-def _video_groups(rows: _Rows, by_video: dict[str, np.ndarray]) -> list[list[str]]:
+def _video_groups(rows: Rows, by_video: dict[str, np.ndarray]) -> list[list[str]]:
     """Videos that share an identical image are one group (the same export added twice under two
     names must not straddle a split). Union-find over image digests."""
     parent = {video: video for video in by_video}
@@ -406,8 +406,8 @@ def _video_groups(rows: _Rows, by_video: dict[str, np.ndarray]) -> list[list[str
     return [sorted(g) for _, g in sorted(groups.items())]
 
 
-def _temporal(
-    rows: _Rows,
+def temporal_assignment(
+    rows: Rows,
     candidates: list[int],
     ratios: Sequence[float],
     gaps: dict[str, int],
@@ -415,7 +415,7 @@ def _temporal(
     rng: random.Random,
 ) -> tuple[str, dict[int, int], list[str]]:
     """Whole videos when they fit the ratios (or when asked), else time blocks per video."""
-    by_video = _rows_by_video(rows, candidates)
+    by_video = rows_by_video(rows, candidates)
     live = [s for s in range(len(ratios)) if ratios[s] > 0]
     groups = _video_groups(rows, by_video)
     notes: list[str] = []
@@ -464,7 +464,7 @@ def _temporal(
     return "block", _blocks(rows, by_video, ratios, gaps, rng), notes
 
 
-def _drop_identical(rows: _Rows, assign: np.ndarray, fixed: np.ndarray) -> list[int]:
+def drop_identical(rows: Rows, assign: np.ndarray, fixed: np.ndarray) -> list[int]:
     """Keep each image's copies in one split (a kept test set's, else the split with the most
     copies); drop the others. Dropping never brings frames closer, so gaps stay enforced."""
     copies: dict[bytes, list[int]] = defaultdict(list)

@@ -2,7 +2,8 @@
 
 Used by the tests, ``sample_data/generate.py`` and the benchmarks. Nothing here is needed to use
 the package on real data. Every output is a pure function of the arguments: the same call writes
-byte-identical files (fixed ZIP timestamps and attributes, seeded randomness, sorted JSON order).
+byte-identical files (fixed ZIP timestamps and attributes, seeded randomness, sorted JSON order),
+except :func:`write_raw_video`'s H.264 bytes (see there): compare videos decoded.
 
 A scene is a few flat-coloured shapes (:class:`TrackSpec`) moving over a static background. For
 each listed frame the writer rasterises every shape twice: into SAM2's 256 x 256 low-res mask
@@ -547,6 +548,12 @@ def write_raw_video(
 
     ``codec`` defaults to ``libx264`` (near-lossless, ``crf`` 1) when PyAV has it, else ``mpeg4``
     at a high quality. Width and height should be even (yuv420p).
+
+    The decoded frames are the same every run, the bytes not quite: libx264 (as PyAV 18 bundles
+    it) writes the last ~30 bytes of the first IDR slice from more than its input: the state of
+    the process's memory (0 of 20 to 3 of 10 runs differed in trials; ``MALLOC_PERTURB_`` forces a
+    variant).
+    Every decoded frame is the same.
     """
     from fractions import Fraction
 
