@@ -349,9 +349,14 @@ def examples_for_row(
     seed: int,
     epoch: int = 0,
     vocabulary: Sequence[str] | None = None,
+    resized_wh: tuple[int, int] | None = None,
 ) -> list[Example]:
     """The ``options.examples_per_frame`` examples of one canonical row (the dict a canonical
     ``datasets`` dataset yields, or :func:`sam2_finetune.convert.rows.iter_rows`' row).
+
+    ``resized_wh``: the size a loaded processor really resizes this frame to (the training
+    collator asks its processor); by default the Qwen arithmetic under ``options``' pixel bounds,
+    which is what the real checkpoints' processors do.
 
     Each example's task is drawn from ``options``' task mix, then built by
     :func:`build_example`, all from :func:`example_rng` ``(seed, image_id, epoch)``: the same
@@ -369,6 +374,8 @@ def examples_for_row(
     mix = options.task_weights(answer_format)
     rng = example_rng(seed, str(row["image_id"]), epoch)
     resized = resized_size(answer_format, int(row["width"]), int(row["height"]), options)
+    if resized is not None and resized_wh is not None:
+        resized = resized_wh
     return [
         build_example(
             row,

@@ -24,7 +24,6 @@ even with one object is skipped and counted (``skipped``), with a warning the fi
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from io import BytesIO
@@ -33,7 +32,7 @@ from typing import Any
 from sam2_finetune.answer_formats import get_format, qwen_smart_resize, render_answer
 from sam2_finetune.errors import DatasetError, describe
 from sam2_finetune.models.loading import family_loading
-from sam2_finetune.tasks import Example, build_example, choose_task
+from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
 
 logger = logging.getLogger(__name__)
 
@@ -97,22 +96,19 @@ class Encoded:
 class VisionLanguageCollator:
     """Batches of canonical rows -> processor outputs with ``labels`` (see the module).
 
-    ``seed`` and ``epoch`` fix the draw of tasks (set ``epoch`` at each epoch: the training
-    callback does); ``task_mix``, ``vocabulary``, ``max_polygon_points`` and ``negative_rate`` are
-    the example-building options, the same as ``convert``'s.
+    ``options`` are the example-building options, the same model as ``convert``'s (the config's
+    ``data`` section is one); ``vocabulary`` the dataset's labels (negative examples). ``seed``
+    and ``epoch`` fix the draw of tasks (the training callback sets ``epoch``). Each row gives
+    ``options.examples_per_frame`` examples to the batch.
     """
 
     processor: Any
     family: str
     answer_format: str
-    task_mix: Mapping[str, float]
     vocabulary: Sequence[str]
+    options: ExampleOptions = field(default_factory=ExampleOptions)
     seed: int = 42
     max_length: int = 2048
-    max_polygon_points: int = 32
-    negative_rate: float = 0.1
-    min_pixels: int | None = None
-    max_pixels: int | None = None
     epoch: int = 0
     skipped: int = 0
     shortened: int = 0
@@ -121,8 +117,8 @@ class VisionLanguageCollator:
     # --- examples -------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
-        if self.min_pixels is not None or self.max_pixels is not None:
-            set_pixel_limits(self.processor, self.min_pixels, self.max_pixels)
+        if self.options.min_pixels is not None or self.options.max_pixels is not None:
+            set_pixel_limits(self.processor, self.options.min_pixels, self.options.max_pixels)
 
     def resized_wh(self, width: int, height: int) -> tuple[int, int] | None:
         """The processor's resized size for formats whose coordinates are in resized pixels."""
@@ -130,20 +126,22 @@ class VisionLanguageCollator:
             return None
         return processor_resized_wh(self.processor, width, height)
 
-    def example(self, row: Mapping[str, Any]) -> Example:
-        """The example of ``row`` at this epoch (epoch 0: the one ``convert`` writes)."""
-        key = f"{self.seed}:{row['image_id']}"
-        rng = random.Random(key if self.epoch == 0 else f"{key}:epoch{self.epoch}")
-        return build_example(
+    def examples(self, row: Mapping[str, Any]) -> list[Example]:
+        """The examples of ``row`` at this epoch (epoch 0: the ones ``convert`` writes), through
+        the one public example builder."""
+        return examples_for_row(
             row,
-            task=choose_task(rng, self.task_mix),
-            answer_format=self.answer_format,
-            rng=rng,
-            resized_wh=self.resized_wh(int(row["width"]), int(row["height"])),
-            max_polygon_points=self.max_polygon_points,
+            self.options,
+            self.answer_format,
+            seed=self.seed,
+            epoch=self.epoch,
             vocabulary=self.vocabulary,
-            negative_rate=self.negative_rate,
+            resized_wh=self.resized_wh(int(row["width"]), int(row["height"])),
         )
+
+    def example(self, row: Mapping[str, Any]) -> Example:
+        """The first example of ``row`` at this epoch."""
+        return self.examples(row)[0]
 
     # --- chat -----------------------------------------------------------------------------
 
@@ -272,7 +270,10 @@ class VisionLanguageCollator:
     # --- the batch ------------------------------------------------------------------------
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        items = [self.encode(row_image(row), self.example(row)) for row in rows]
+        items = []
+        for row in rows:
+            image = row_image(row)
+            items += [self.encode(image, example) for example in self.examples(row)]
         batch = self._process(items)
         if int(batch["input_ids"].shape[1]) > self.max_length:
             fitted = [self._fit(item) for item in items]

@@ -232,6 +232,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, set_seed
 
+    from sam2_finetune.tasks import ExampleOptions
     from sam2_finetune.train.arguments import training_arguments
     from sam2_finetune.train.callbacks import (
         BestCheckpointCallback,
@@ -297,12 +298,12 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         processor=prepared.processor,
         family=config.model.family,
         answer_format=str(config.data.answer_format),
-        task_mix=dict(config.data.task_mix or {}),
         vocabulary=data.labels,
+        options=ExampleOptions.model_validate(
+            {name: getattr(config.data, name) for name in ExampleOptions.model_fields}
+        ),
         seed=config.training.seed,
         max_length=config.data.max_length,
-        min_pixels=config.data.min_pixels,
-        max_pixels=config.data.max_pixels,
     )
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
     args = training_arguments(config, run_dir, device=device, precision=precision)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -12,7 +14,7 @@ from sam2_finetune.convert import ConvertOptions, convert  # noqa: E402
 from sam2_finetune.dataset import category_names, load_canonical  # noqa: E402
 from sam2_finetune.models.loading import family_loading, load_processor  # noqa: E402
 from sam2_finetune.models.tiny import TINY_FAMILIES  # noqa: E402
-from sam2_finetune.tasks import default_task_mix  # noqa: E402
+from sam2_finetune.tasks import ExampleOptions, default_task_mix, examples_for_row  # noqa: E402
 from sam2_finetune.train.collator import IGNORE_INDEX, VisionLanguageCollator  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
@@ -34,12 +36,14 @@ def rows(tmp_path_factory):
 def collator_for(tiny_dirs, family, vocabulary, **options):
     answer_format = FORMATS.get(family, "json")
     values = {"task_mix": default_task_mix(answer_format), **options}
+    max_length = values.pop("max_length", 2048)
     return VisionLanguageCollator(
         processor=load_processor(tiny_dirs(family), family),
         family=family,
         answer_format=answer_format,
         vocabulary=vocabulary,
-        **values,
+        options=ExampleOptions(**values),
+        max_length=max_length,
     )
 
 
@@ -67,10 +71,25 @@ def test_only_the_answer_is_trained_on(tiny_dirs, rows, family):
         assert where == list(range(where[0], where[-1] + 1))
 
 
-def test_epoch_zero_is_convert_s_draw_and_other_epochs_differ(tiny_dirs, rows):
+def test_epoch_zero_is_convert_s_draw_and_other_epochs_differ(tiny_dirs, rows, tmp_path):
     rows, vocabulary = rows
     collator = collator_for(tiny_dirs, "smolvlm", vocabulary)
     first = [collator.example(row) for row in rows]
+    # The same public builder as convert: what convert --to llava writes for these frames.
+    assert first == [
+        examples_for_row(row, collator.options, "json", seed=42, vocabulary=vocabulary)[0]
+        for row in rows
+    ]
+    convert(
+        ConvertOptions(exports=[SAMPLE / "kitchen.zip"], to="llava", out=tmp_path / "ll", seed=42)
+    )
+    records = {
+        r["id"].split("#")[0]: r["conversations"]
+        for r in json.loads((tmp_path / "ll" / "llava.json").read_text())
+    }
+    for row, example in zip(rows, first, strict=True):
+        human, gpt = records[row["image_id"]]
+        assert human["value"].endswith(example.prompt) and gpt["value"] == example.answer
     assert [collator.example(row) for row in rows] == first  # deterministic
     collator.epoch = 1
     later = [collator.example(row) for row in rows]
