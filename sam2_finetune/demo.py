@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print("\n== 5. models: the registry with memory estimates (sam2-finetune models)")
-    from sam2_finetune.models.registry import ModelsOptions, format_models_table, models_table
+    from sam2_finetune.models.table import ModelsOptions, format_models_table, models_table
 
     models = ModelsOptions(family=["smolvlm", "qwen2_5_vl", "llava"])
     print(format_models_table(models_table(models), models))

@@ -44,8 +44,10 @@ from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sam2_finetune.errors import OptionsError, describe
-from sam2_finetune.models.memory import AttnImplementation, Method, Optimizer, Quantization
+from sam2_finetune.models.memory import AttnImplementation, Method, Optimizer, PrecisionChoice
+from sam2_finetune.models.quantization import Quantization
 from sam2_finetune.models.registry import CHECKPOINT_FAMILY, FAMILIES
+from sam2_finetune.models.tiny import TINY_PREFIX
 from sam2_finetune.outputs import atomic_write_text
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -61,15 +63,12 @@ AnswerFormatName = Literal[
     "json", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "internvl", "minicpm_v"
 ]
 Task = Literal["detect", "ground", "segment", "count"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt",
 ]  # fmt: skip
 Logger = Literal["tensorboard", "wandb", "mlflow"]
 Device = Literal["auto", "cpu", "cuda"]
-
-TINY_PREFIX = "tiny:"
 
 
 def _override_shape(item: str) -> str:
@@ -294,7 +293,7 @@ class TrainingSection(BaseModel):
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of steps warming up.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, le=1000, description="Gradient clipping; 0: off.")
-    precision: Precision = Field(
+    precision: PrecisionChoice = Field(
         "auto", description="auto: bf16 where the GPU supports it, else fp16; fp32 on CPU."
     )
     gradient_checkpointing: bool = Field(

@@ -11,12 +11,11 @@ from sam2_finetune.models.registry import (
     CHECKPOINT_FAMILY,
     FAMILIES,
     ImageRule,
-    ModelsOptions,
     get_checkpoint,
     get_family,
     image_tokens,
-    models_table,
 )
+from sam2_finetune.models.table import ModelsOptions, models_table
 
 # One LM projection and one vision-tower projection per family, as the real modules are named.
 MODULE_NAMES = {
@@ -205,19 +204,6 @@ def test_parameter_counts_match_transformers_on_the_meta_device(name):
     vision = sum(p.numel() for n, p in model.named_parameters() if n.startswith(prefixes))
     arch = checkpoint.architecture
     assert vision == arch.vision_parameters + arch.projector_parameters
-
-
-@pytest.mark.slow
-def test_rows_agree_with_the_loading_table():
-    from sam2_finetune.models.loading import FAMILY_LOADING
-
-    assert set(FAMILY_LOADING) == set(FAMILIES)
-    for name, loading in FAMILY_LOADING.items():
-        family = FAMILIES[name]
-        assert family.model_class.split(" ")[0] == loading.model_class, name
-        assert family.trust_remote_code == loading.trust_remote_code, name
-        for module in family.vision_modules + family.projector_modules:
-            assert module.startswith(loading.skip_modules), (name, module)
 
 
 @pytest.mark.slow
