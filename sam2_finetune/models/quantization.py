@@ -142,7 +142,8 @@ def probe_4bit(device: str = "cpu", in_features: int = 128, out_features: int = 
         layer = layer.to(device)  # quantises
         weight = dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
         x = torch.randn(3, in_features, generator=generator).to(device)
-        expected = torch.nn.functional.linear(x, weight, layer.bias.float())
+        with torch.no_grad():
+            expected = torch.nn.functional.linear(x, weight, layer.bias.float())
         scale = float(expected.abs().max())
 
         layer.train()
@@ -179,7 +180,7 @@ def disable_cpu_4bit_packing(model: Any) -> int:
     requires grad is being used in an in-place operation``) and silently stops the gradient
     through the others. ``Linear4bit.support_avx512bf16_for_cpu`` is the flag bitsandbytes reads
     for that decision; without packing every layer shape works too. Inference-only models can
-    keep the (faster) packed kernel.
+    keep the (faster) packed kernel. Call it before the model's first forward pass.
     """
     from bitsandbytes.nn import Linear4bit
 
