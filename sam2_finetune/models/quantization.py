@@ -150,6 +150,7 @@ def probe_4bit(device: str = "cpu", in_features: int = 128, out_features: int = 
         trained = x.clone().requires_grad_(True)
         out = layer(trained)
         out.sum().backward()
+        out = out.detach()
         if trained.grad is None or not bool(torch.isfinite(trained.grad).all()):
             return Probe4bit("4-bit backward gave no finite gradient", False)
         if not float((out.float() - expected).abs().max()) < 0.05 * scale:
