@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -707,7 +708,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
 class TinyModelOptions(BaseModel):
     """Build a tiny random model of a family (no download) for tests, demos and quick_test."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     family: str = Field(
         description="Model family: " + ", ".join(TINY_FAMILIES) + ".",
@@ -716,19 +717,52 @@ class TinyModelOptions(BaseModel):
     out: Path = Field(description="Output folder (written atomically).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the random weights.")
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
+    json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
 
 
-def tiny_model_command(options: TinyModelOptions) -> int:
-    """``sam2-finetune tiny-model FAMILY --out DIR``: build, then print what was written."""
+@dataclass(frozen=True)
+class TinyModelResult:
+    """What ``tiny-model`` built: the folder, and the facts of its ``tiny_model.json`` marker."""
+
+    path: str
+    family: str
+    parameters: int
+    size_bytes: int
+    seed: int
+    tiny_version: int
+    transformers: str
+    seconds: float
+
+
+def tiny_model(options: TinyModelOptions) -> TinyModelResult:
+    """Build the tiny model ``options`` describe (the ``tiny-model`` stage)."""
     started = time.perf_counter()
     path = build_tiny_model(
         options.family, options.out, seed=options.seed, overwrite=options.overwrite
     )
     seconds = time.perf_counter() - started
     marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    print(
-        f"{options.family}: {marker['parameters']:,} parameters, {size / 1e6:.2f} MB "
-        f"in {path} ({seconds:.1f} s)"
+    return TinyModelResult(
+        path=str(path),
+        family=marker["family"],
+        parameters=marker["parameters"],
+        size_bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+        seed=marker["seed"],
+        tiny_version=marker["tiny_version"],
+        transformers=marker["transformers"],
+        seconds=round(seconds, 3),
     )
+
+
+def tiny_model_command(options: TinyModelOptions) -> int:
+    """``sam2-finetune tiny-model FAMILY --out DIR``: build, then print what was written, as text
+    or (``--json``) as JSON."""
+    result = tiny_model(options)
+    if options.json_output:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        print(
+            f"{result.family}: {result.parameters:,} parameters, {result.size_bytes / 1e6:.2f} MB "
+            f"in {result.path} ({result.seconds:.1f} s)"
+        )
     return 0

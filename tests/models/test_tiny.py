@@ -328,6 +328,18 @@ def test_cli_builds_and_reports(tmp_path, capsys):
     assert json.loads((tmp_path / "m" / MARKER_FILE).read_text())["seed"] == 3
 
 
+def test_cli_json_reports_what_was_built(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["tiny-model", "gemma3", "--out", str(out), "--seed", "5", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert payload["path"] == str(out) and payload["family"] == "gemma3"
+    assert payload["parameters"] == marker["parameters"] > 0
+    assert payload["seed"] == 5 and payload["tiny_version"] == tiny.TINY_VERSION
+    assert payload["size_bytes"] == sum(f.stat().st_size for f in out.iterdir())
+    assert set(payload) >= {"transformers", "seconds"}
+
+
 @pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
 def test_cli_refuses_a_seed_torch_cannot_take(tmp_path, capsys, seed):
     assert main(["tiny-model", "smolvlm", "--out", str(tmp_path / "m"), "--seed", seed]) == 2
