@@ -22,8 +22,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from peft import LoraConfig, get_peft_model
     from PIL import Image
+
+    from sam2_finetune.models.quantization import import_bitsandbytes
+
+    import_bitsandbytes()  # quietly, before peft imports it
+    from peft import LoraConfig, get_peft_model
 
     from sam2_finetune.models.loading import load_model, load_processor
     from sam2_finetune.models.registry import FAMILIES

@@ -43,17 +43,17 @@ class _DropKernelsNotice(logging.Filter):
         return not record.getMessage().startswith(KERNELS_NOTICE)
 
 
+# Installed when this module is imported, before bitsandbytes is: logging.getLogger returns the
+# same logger object to bitsandbytes later, so the filter holds whoever imports it first (our
+# loader, transformers, peft). Importing the logger does not import bitsandbytes.
+logging.getLogger(_CPU_OPS_LOGGER).addFilter(_DropKernelsNotice())
+
+
 def import_bitsandbytes() -> ModuleType:
     """``import bitsandbytes``, without its import-time notice about the optional ``kernels``
-    package. Call this, not a bare import, wherever quantisation is asked for: the first import
-    is the one that logs, and later imports (transformers', peft's) find the module loaded."""
-    logger = logging.getLogger(_CPU_OPS_LOGGER)
-    notice = _DropKernelsNotice()
-    logger.addFilter(notice)
-    try:
-        import bitsandbytes
-    finally:
-        logger.removeFilter(notice)
+    package (filtered by this module). Imported only where quantisation is asked for."""
+    import bitsandbytes
+
     return bitsandbytes
 
 
