@@ -9,6 +9,7 @@ similarly follows torch's CPU capability, which ``ATEN_CPU_CAPABILITY=avx2`` low
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -242,3 +243,21 @@ def test_the_kernels_notice_is_the_line_bitsandbytes_logs():
     import bitsandbytes.backends.cpu.ops as ops
 
     assert KERNELS_NOTICE in Path(ops.__file__).read_text()
+
+
+def test_the_kernels_notice_never_reaches_users_whoever_imports_bitsandbytes():
+    """peft imports bitsandbytes itself; once the models package's quantisation module is loaded
+    (the loader loads it), the notice is dropped. Without it, the same import prints it (on
+    AVX512-BF16 CPUs without the optional `kernels` package): the control shows the test bites."""
+
+    def stderr_of(code: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+        )
+        return result.stdout + result.stderr
+
+    ours = stderr_of("import sam2_finetune.models.loading; import peft, bitsandbytes")
+    assert KERNELS_NOTICE not in ours
+    control = stderr_of("import bitsandbytes")
+    if cpu_packs_4bit() and importlib.util.find_spec("kernels") is None:
+        assert KERNELS_NOTICE in control
