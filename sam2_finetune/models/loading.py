@@ -25,7 +25,12 @@ import transformers
 from transformers import AutoTokenizer
 
 from sam2_finetune.errors import ModelError, describe
-from sam2_finetune.models.processors import LOCAL_PROCESSORS
+from sam2_finetune.models.processors import (  # the classes re-exported where they used to live
+    LOCAL_PROCESSORS,
+    Qwen2_5_VLProcessorWithoutVideo,
+    Qwen2VLProcessorWithoutVideo,
+    SmolVLMProcessorWithoutVideo,
+)
 from sam2_finetune.models.quantization import (
     CPU_PACKED_IN_MULTIPLE,
     CPU_PACKED_OUT_MULTIPLE,
@@ -41,6 +46,16 @@ from sam2_finetune.models.tiny import resolve_checkpoint
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
+
+__all__ = [
+    "Qwen2VLProcessorWithoutVideo",
+    "Qwen2_5_VLProcessorWithoutVideo",
+    "SmolVLMProcessorWithoutVideo",
+    "check_cpu_4bit_shapes",
+    "load_model",
+    "load_processor",
+    "quantization_config",
+]
 
 
 def _check_remote_code(family: str, row: ModelFamily, trust_remote_code: bool) -> None:
