@@ -22,10 +22,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from peft import LoraConfig, get_peft_model
     from PIL import Image
 
-    from sam2_finetune.models.loading import FAMILY_LOADING, load_model, load_processor
+    from sam2_finetune.models.quantization import import_bitsandbytes
+
+    import_bitsandbytes()  # quietly, before peft imports it
+    from peft import LoraConfig, get_peft_model
+
+    from sam2_finetune.models.loading import load_model, load_processor
+    from sam2_finetune.models.registry import FAMILIES
     from sam2_finetune.models.tiny import TINY_FAMILIES, build_tiny_model
 
     if args.threads:
@@ -54,7 +59,7 @@ def main() -> None:
             processor = load_processor(path, family)
             model = load_model(path, family)
             params = sum(p.numel() for p in model.parameters())
-            prefix = re.escape(FAMILY_LOADING[family].language_model)
+            prefix = re.escape(FAMILIES[family].language_model)
             model = get_peft_model(
                 model,
                 LoraConfig(r=8, target_modules=rf"{prefix}\..*\.(q_proj|k_proj|v_proj|o_proj)"),

@@ -76,7 +76,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Check a split dataset for near frames or identical images across splits.",
     ),
     "models": (
-        "sam2_finetune.models.registry:models_command",
+        "sam2_finetune.models.table:models_command",
         "List supported model families with memory estimates.",
     ),
     "check": (

@@ -117,20 +117,26 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print("\n== 5. models: the registry with memory estimates (sam2-finetune models)")
-    from sam2_finetune.models.registry import ModelsOptions, format_models_table, models_table
+    from sam2_finetune.models.table import ModelsOptions, format_models_table, models_table
 
     models = ModelsOptions(family=["smolvlm", "qwen2_5_vl", "llava"])
     print(format_models_table(models_table(models), models))
 
     print("\n== 6. config + hardware check: quick_test preset (sam2-finetune check)")
-    from sam2_finetune.train.check import check_config, format_report, gather_hardware_facts
+    from sam2_finetune.train.check import (
+        check_config,
+        format_report,
+        gather_hardware_facts,
+        needs_bitsandbytes,
+    )
     from sam2_finetune.train.config import load_config
 
     config = load_config(
         preset="quick_test",
         overrides=[f"data.dataset={out / 'split'}", f"output.run_dir={out / 'run'}"],
     )
-    check = check_config(config, gather_hardware_facts())
+    facts = gather_hardware_facts(probe_bitsandbytes=needs_bitsandbytes(config))
+    check = check_config(config, facts)
     print(format_report(check))
     summary.append(
         f"config    quick_test: {config.model.family} {config.model.checkpoint}, "

@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from sam2_finetune.cli import main
+from sam2_finetune.models.quantization import KERNELS_NOTICE
 from sam2_finetune.train.check import (
+    CheckFinding,
     CheckReport,
     GpuFacts,
     HardwareFacts,
     check_config,
     format_report,
+    needs_bitsandbytes,
     resolve_precision,
 )
 from sam2_finetune.train.config import load_config
@@ -218,9 +221,18 @@ def test_config_errors_exit_2_without_a_traceback(capsys):
 
 @pytest.mark.slow
 def test_the_real_check_command_on_this_machine():
-    """Gathers the real facts (imports torch, runs a 4-bit round trip) and reports as JSON."""
+    """Gathers the real facts (imports torch, runs a real 4-bit layer) and reports as JSON."""
     result = subprocess.run(
-        [sys.executable, "-m", "sam2_finetune", "check", "quick_test", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "sam2_finetune",
+            "check",
+            "quick_test",
+            "--json",
+            "--set",
+            "model.quantization=4bit",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -234,6 +246,76 @@ def test_the_real_check_command_on_this_machine():
     if not hardware["cuda_available"]:
         # bitsandbytes >= 0.45 quantises on the CPU: the check found it usable.
         assert hardware["bitsandbytes_error"] is None
+        # The probe ran the packed kernel exactly where bitsandbytes detects AVX512-BF16.
+        from sam2_finetune.models.quantization import cpu_packs_4bit
+
+        assert hardware["cpu_packs_4bit"] == cpu_packs_4bit()
+        assert "AVX512-BF16 packed" in json.dumps(payload["findings"]) or not cpu_packs_4bit()
+    assert KERNELS_NOTICE not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_check_without_quantisation_never_loads_bitsandbytes():
+    """No quantisation asked: bitsandbytes is not imported, and its notice is never printed."""
+    code = (
+        "import sys; from sam2_finetune.cli import main; rc = main(['check', 'quick_test']); "
+        "print('bitsandbytes loaded:', 'bitsandbytes' in sys.modules); sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bitsandbytes loaded: False" in result.stdout
+    assert KERNELS_NOTICE not in result.stdout + result.stderr
+    assert "not checked" not in result.stdout  # nothing asked for it, nothing reports it
+
+
+def test_quantisation_needs_a_working_probe_and_fitting_layers():
+    packing_cpu = HardwareFacts(
+        cuda_available=False,
+        cpu_count=2,
+        ram_bytes=24 * GIB,
+        bitsandbytes_error=None,
+        cpu_packs_4bit=True,
+        versions=VERSIONS,
+    )
+    report = check("quick_test", packing_cpu, "model.quantization=4bit")
+    assert report.ok, report.findings
+    assert all(isinstance(f, CheckFinding) for f in report.findings)
+    assert "AVX512-BF16 packed CPU kernel" in messages(report, "info")
+    # Not probed (nothing asked for bitsandbytes when the facts were gathered): an error.
+    unprobed = HardwareFacts(cuda_available=False, versions=VERSIONS)
+    report = check("quick_test", unprobed, "model.quantization=4bit")
+    assert "bitsandbytes is not usable here (not checked)" in messages(report, "error")
+    assert check("quick_test", unprobed).ok
+
+
+def test_tiny_layers_the_packed_kernel_refuses_are_an_error(monkeypatch):
+    """What check would have said about the tiny models before they grew to hidden 64."""
+    from sam2_finetune.models.tiny import TINY_TEXT_CONFIG
+
+    monkeypatch.setitem(TINY_TEXT_CONFIG, "hidden_size", 32)
+    monkeypatch.setitem(TINY_TEXT_CONFIG, "head_dim", 16)
+    facts = HardwareFacts(
+        cuda_available=False, bitsandbytes_error=None, cpu_packs_4bit=True, versions=VERSIONS
+    )
+    error = messages(check("quick_test", facts, "model.quantization=4bit"), "error")
+    assert "tiny:smolvlm's 4-bit layers q_proj (32 in, 32 out)" in error
+    assert "divisible by 64" in error and "model.quantization=none" in error
+    # Without AVX512-BF16 every shape works; 8-bit has no such rule.
+    no_packing = HardwareFacts(cuda_available=False, bitsandbytes_error=None, versions=VERSIONS)
+    assert check("quick_test", no_packing, "model.quantization=4bit").ok
+    assert check("quick_test", facts, "model.quantization=8bit").ok
+
+
+def test_needs_bitsandbytes():
+    assert not needs_bitsandbytes(load_config(preset="quick_test"))
+    assert needs_bitsandbytes(
+        load_config(preset="quick_test", overrides=["model.quantization=8bit"])
+    )
+    assert needs_bitsandbytes(
+        load_config(preset="quick_test", overrides=["training.optimizer=paged_adamw_8bit"])
+    )
 
 
 @pytest.mark.parametrize(

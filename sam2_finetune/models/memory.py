@@ -55,6 +55,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from sam2_finetune.models.quantization import Quantization
 from sam2_finetune.models.registry import (
     CHECKPOINT_FAMILY,
     FAMILIES,
@@ -63,8 +64,10 @@ from sam2_finetune.models.registry import (
     get_family,
 )
 
-Quantization = Literal["none", "8bit", "4bit"]
+# The precision a run trains in; the training config's `training.precision` also takes "auto",
+# which `check` resolves per machine (train.check.resolve_precision).
 Precision = Literal["fp32", "bf16", "fp16"]
+PrecisionChoice = Literal["auto", Precision]
 Method = Literal["lora", "full"]
 AttnImplementation = Literal["sdpa", "flash_attention_2", "eager"]
 # transformers' TrainingArguments.optim names that make sense for LoRA on one GPU.

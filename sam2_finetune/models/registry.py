@@ -18,20 +18,20 @@ Where the numbers come from, and how sure they are:
   MiniCPM-V slicing); processor defaults are those of the checkpoints' ``preprocessor_config.json``
   as published, which could not be re-read offline: each row says so where it matters.
 
-``sam2-finetune models`` prints this table with memory estimates
-(:func:`sam2_finetune.models.memory.estimate_memory`).
+Pure data and lookups: no torch, no transformers, no pydantic. ``sam2-finetune models``
+(:mod:`sam2_finetune.models.table`) prints this table with memory estimates
+(:func:`sam2_finetune.models.memory.estimate_memory`); :mod:`sam2_finetune.models.loading` turns
+the class names into classes.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import math
-from dataclasses import asdict, dataclass
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from sam2_finetune.answer_formats import qwen_smart_resize
 from sam2_finetune.errors import ModelError, describe
 
 # How a family turns an image into LM tokens; decides which data.* resolution options apply.
@@ -124,34 +124,64 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """One row of :data:`FAMILIES`. The first checkpoint is the family's default.
+    """One row of :data:`FAMILIES`: everything the package knows about a family, in one place.
+    The first checkpoint is the family's default.
 
-    ``lora_target_modules`` is a regular expression peft matches against full module names
-    (``re.fullmatch``): it selects the LM's attention and MLP projections and nothing in the vision
-    tower, whose layers often share names (``q_proj``). ``vision_modules`` and
-    ``projector_modules`` are full name prefixes: frozen when the config says so, and always left
-    out of 8/4-bit quantisation (``llm_int8_skip_modules`` matches a prefix or suffix).
+    Loading (``models.loading`` turns the class *names* into classes; this module imports no
+    torch): ``model_class`` and ``processor_class`` are transformers class names, or names from
+    :mod:`sam2_finetune.models.processors` (the ``*WithoutVideo`` processors);
+    ``image_processor_class`` is the PIL backend; ``model_type`` is what a checkpoint's
+    ``config.json`` says, to catch a family mismatch early; ``trust_remote_code`` marks families
+    whose modelling code lives in the checkpoint repositories, not in transformers.
+
+    Prompts: ``image_placeholder`` is what the prompt text holds per image (the chat template
+    writes it); the processor expands it into ``image_token`` repeated once per visual embedding
+    (plus wrapper tokens for some families); a collator masks ``image_token`` out of the labels.
+    ``prompt_style`` is ``"chat_template"`` (messages through ``apply_chat_template``) or
+    ``"prefix_suffix"`` (PaliGemma: ``processor(text=prefix, images=..., suffix=answer)``).
+
+    Modules: ``lora_target_modules`` is a regular expression peft matches against full module
+    names (``re.fullmatch``): it selects the LM's attention and MLP projections and nothing in the
+    vision tower, whose layers often share names (``q_proj``). ``language_model`` is the text
+    decoder's module path. ``vision_modules``, ``projector_modules`` and ``output_head`` are full
+    name prefixes: the first two are frozen when the config says so, and all three are left out of
+    8/4-bit quantisation (:attr:`skip_modules`; ``llm_int8_skip_modules`` matches a prefix or
+    suffix).
     """
 
     name: str
     title: str
+    model_type: str
     model_class: str
     processor_class: str
+    image_processor_class: str | None
     trust_remote_code: bool
     checkpoints: tuple[Checkpoint, ...]
     answer_format: str
+    image_placeholder: str
+    image_token: str
+    language_model: str
     lora_target_modules: str
     vision_modules: tuple[str, ...]
     projector_modules: tuple[str, ...]
     image_tokens_note: str
     resolution: Resolution
     min_transformers: str
+    output_head: str = "lm_head"
+    prompt_style: Literal["chat_template", "prefix_suffix"] = "chat_template"
     notes: str = ""
 
     @property
     def default_checkpoint(self) -> Checkpoint:
         """The checkpoint presets and ``models`` use when none is named."""
         return self.checkpoints[0]
+
+    @property
+    def skip_modules(self) -> tuple[str, ...]:
+        """Modules kept in full precision under 8/4-bit quantisation: vision tower, projector
+        and output head. Quantising them costs accuracy and saves little memory (QLoRA recipes
+        quantise the language model only)."""
+        return (*self.vision_modules, *self.projector_modules, self.output_head)
 
 
 _LM_LINEAR = "(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -233,8 +263,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "llava": ModelFamily(
         name="llava",
         title="LLaVA-1.5 (CLIP ViT-L/336 + Vicuna)",
+        model_type="llava",
         model_class="LlavaForConditionalGeneration",
         processor_class="LlavaProcessor",
+        image_processor_class="LlavaImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -251,6 +283,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="json",
+        image_placeholder="<image>",
+        image_token="<image>",
+        language_model="model.language_model",
         lora_target_modules=rf".*language_model.*\.{_LM_LINEAR}",
         vision_modules=("model.vision_tower",),
         projector_modules=("model.multi_modal_projector",),
@@ -264,8 +299,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "qwen2_vl": ModelFamily(
         name="qwen2_vl",
         title="Qwen2-VL",
+        model_type="qwen2_vl",
         model_class="Qwen2VLForConditionalGeneration",
-        processor_class="Qwen2VLProcessor (a subclass without the video processor)",
+        processor_class="Qwen2VLProcessorWithoutVideo",
+        image_processor_class="Qwen2VLImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -282,6 +319,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="qwen2_vl",
+        image_placeholder="<|vision_start|><|image_pad|><|vision_end|>",
+        image_token="<|image_pad|>",
+        language_model="model.language_model",
         lora_target_modules=rf".*language_model.*\.{_LM_LINEAR}",
         vision_modules=("model.visual.patch_embed", "model.visual.blocks"),
         projector_modules=("model.visual.merger",),
@@ -293,8 +333,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "qwen2_5_vl": ModelFamily(
         name="qwen2_5_vl",
         title="Qwen2.5-VL",
+        model_type="qwen2_5_vl",
         model_class="Qwen2_5_VLForConditionalGeneration",
-        processor_class="Qwen2_5_VLProcessor (a subclass without the video processor)",
+        processor_class="Qwen2_5_VLProcessorWithoutVideo",
+        image_processor_class="Qwen2VLImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -311,6 +353,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="qwen2_5_vl",
+        image_placeholder="<|vision_start|><|image_pad|><|vision_end|>",
+        image_token="<|image_pad|>",
+        language_model="model.language_model",
         lora_target_modules=rf".*language_model.*\.{_LM_LINEAR}",
         vision_modules=("model.visual.patch_embed", "model.visual.blocks"),
         projector_modules=("model.visual.merger",),
@@ -321,8 +366,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "idefics3": ModelFamily(
         name="idefics3",
         title="Idefics3 and SmolVLM v1 (SigLIP + Llama-style LM, image tiling)",
+        model_type="idefics3",
         model_class="Idefics3ForConditionalGeneration",
         processor_class="Idefics3Processor",
+        image_processor_class="Idefics3ImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -354,6 +401,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="json",
+        image_placeholder="<image>",
+        image_token="<image>",
+        language_model="model.text_model",
         lora_target_modules=rf".*text_model.*\.{_LM_LINEAR}",
         vision_modules=("model.vision_model",),
         projector_modules=("model.connector",),
@@ -367,8 +417,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "smolvlm": ModelFamily(
         name="smolvlm",
         title="SmolVLM2 (SigLIP + SmolLM2, image tiling)",
+        model_type="smolvlm",
         model_class="SmolVLMForConditionalGeneration",
-        processor_class="SmolVLMProcessor (a subclass without the video processor)",
+        processor_class="SmolVLMProcessorWithoutVideo",
+        image_processor_class="SmolVLMImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -394,6 +446,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="json",
+        image_placeholder="<image>",
+        image_token="<image>",
+        language_model="model.text_model",
         lora_target_modules=rf".*text_model.*\.{_LM_LINEAR}",
         vision_modules=("model.vision_model",),
         projector_modules=("model.connector",),
@@ -406,8 +461,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "paligemma": ModelFamily(
         name="paligemma",
         title="PaliGemma / PaliGemma 2 (SigLIP-So400m + Gemma / Gemma 2)",
+        model_type="paligemma",
         model_class="PaliGemmaForConditionalGeneration",
         processor_class="PaliGemmaProcessor",
+        image_processor_class="SiglipImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -436,6 +493,10 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="paligemma",
+        image_placeholder="<image>",
+        image_token="<image>",
+        language_model="model.language_model",
+        prompt_style="prefix_suffix",
         lora_target_modules=rf".*language_model.*\.{_LM_LINEAR}",
         vision_modules=("model.vision_tower",),
         projector_modules=("model.multi_modal_projector",),
@@ -448,8 +509,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "minicpm_v": ModelFamily(
         name="minicpm_v",
         title="MiniCPM-V 2.6 (SigLIP-So400m + resampler + Qwen2-7B), remote code",
-        model_class="AutoModel (trust_remote_code)",
-        processor_class="AutoProcessor (trust_remote_code)",
+        model_type="minicpmv",
+        model_class="AutoModel",
+        processor_class="AutoProcessor",
+        image_processor_class=None,
         trust_remote_code=True,
         checkpoints=(
             Checkpoint(
@@ -461,6 +524,10 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="minicpm_v",
+        image_placeholder="(<image>./</image>)",
+        image_token="<unk>",
+        language_model="llm",
+        output_head="llm.lm_head",
         lora_target_modules=rf"llm\..*\.{_LM_LINEAR}",
         vision_modules=("vpm",),
         projector_modules=("resampler",),
@@ -475,8 +542,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "cogvlm": ModelFamily(
         name="cogvlm",
         title="CogVLM (EVA2-CLIP-E + visual-expert Vicuna / Llama 3), remote code",
-        model_class="AutoModelForCausalLM (trust_remote_code)",
-        processor_class="AutoTokenizer + the model's build_conversation_input_ids",
+        model_type="cogvlm",
+        model_class="AutoModelForCausalLM",
+        processor_class="AutoTokenizer",
+        image_processor_class=None,
         trust_remote_code=True,
         checkpoints=(
             Checkpoint(
@@ -497,6 +566,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="json",
+        image_placeholder="",
+        image_token="",
+        language_model="model.layers",
         lora_target_modules=(
             r"model\.layers\.\d+\.(self_attn\.(language|vision)_expert_(query_key_value|dense)"
             r"|mlp\.(language|vision)_mlp\.(gate_proj|up_proj|down_proj))"
@@ -513,8 +585,10 @@ FAMILIES: dict[str, ModelFamily] = {
     "gemma3": ModelFamily(
         name="gemma3",
         title="Gemma 3 (SigLIP-So400m 896 px + Gemma 3)",
+        model_type="gemma3",
         model_class="Gemma3ForConditionalGeneration",
         processor_class="Gemma3Processor",
+        image_processor_class="Gemma3ImageProcessorPil",
         trust_remote_code=False,
         checkpoints=(
             Checkpoint(
@@ -537,6 +611,9 @@ FAMILIES: dict[str, ModelFamily] = {
             ),
         ),
         answer_format="json",
+        image_placeholder="<start_of_image>",
+        image_token="<image_soft_token>",
+        language_model="model.language_model",
         lora_target_modules=rf".*language_model.*\.{_LM_LINEAR}",
         vision_modules=("model.vision_tower",),
         projector_modules=("model.multi_modal_projector",),
@@ -590,24 +667,6 @@ def get_checkpoint(name: str) -> Checkpoint:
             )
         )
     return next(c for c in FAMILIES[family].checkpoints if c.name == name)
-
-
-def _qwen_smart_resize(
-    height: int, width: int, rule: ImageRule, lo: int, hi: int
-) -> tuple[int, int]:
-    # Mirrors transformers' qwen2_vl smart_resize (rounding to multiples of the factor).
-    factor = rule.factor
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > hi:
-        beta = math.sqrt(height * width / hi)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < lo:
-        beta = math.sqrt(lo / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 def _idefics3_tiles(height: int, width: int, longest_edge: int, tile: int) -> int:
@@ -668,7 +727,7 @@ def image_tokens(
     if rule.kind == "pixels":
         lo = rule.min_pixels if min_pixels is None else min_pixels
         hi = rule.max_pixels if max_pixels is None else max_pixels
-        h_bar, w_bar = _qwen_smart_resize(height, width, rule, lo, hi)
+        h_bar, w_bar = qwen_smart_resize(height, width, rule.factor, lo, hi)
         return (h_bar // rule.factor) * (w_bar // rule.factor)
     if rule.kind == "longest_edge":
         edge = rule.longest_edge if longest_edge is None else longest_edge
@@ -677,149 +736,3 @@ def image_tokens(
         height, width, rule.tile_px, rule.max_slices if max_slices is None else max_slices
     )
     return (1 + slices) * rule.tokens
-
-
-# One side of a frame, for the --frame-size options of `models` and `check`.
-FrameSide = Annotated[int, Field(ge=1, le=32_768)]
-
-
-class ModelsOptions(BaseModel):
-    """List the supported model families and checkpoints with GPU memory estimates for LoRA
-    (16-bit), QLoRA 8-bit and QLoRA 4-bit fine-tuning at one standard setting."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    family: list[str] = Field(
-        [],
-        description="Only these families (default: all).",
-        json_schema_extra={"positional": True},
-    )
-    frame_size: list[FrameSide] = Field(
-        [1280, 720],
-        description="Frame width and height in pixels, for the image-token count.",
-        min_length=2,
-        max_length=2,
-    )
-    text_tokens: int = Field(256, ge=1, le=32768, description="Prompt + answer tokens per sample.")
-    batch_size: int = Field(1, ge=1, le=1024, description="Samples per device step.")
-    lora_rank: int = Field(16, ge=1, le=1024, description="LoRA rank.")
-    gradient_checkpointing: bool = Field(True, description="Estimate with gradient checkpointing.")
-    json_output: bool = Field(False, alias="json", description="Print JSON instead of a table.")
-
-
-@dataclass(frozen=True)
-class ModelsRow:
-    """One line of ``sam2-finetune models``: registry facts plus memory estimates in bytes."""
-
-    family: str
-    checkpoint: str
-    parameters: int
-    answer_format: str
-    image_tokens: int
-    memory_lora_bf16: int
-    memory_qlora_8bit: int
-    memory_qlora_4bit: int
-    trust_remote_code: bool
-    min_transformers: str
-    model_class: str
-    note: str
-
-
-def models_table(options: ModelsOptions) -> list[ModelsRow]:
-    """One row per checkpoint of the selected families, with estimates at the options' setting."""
-    from sam2_finetune.models.memory import estimate_memory
-
-    for name in options.family:
-        get_family(name)
-    width, height = options.frame_size
-    rows: list[ModelsRow] = []
-    for family in FAMILIES.values():
-        if options.family and family.name not in options.family:
-            continue
-        for checkpoint in family.checkpoints:
-            tokens = image_tokens(checkpoint.image, width, height)
-            totals = {
-                quantization: estimate_memory(
-                    checkpoint.architecture,
-                    quantization=quantization,
-                    lora_rank=options.lora_rank,
-                    batch_size=options.batch_size,
-                    seq_len=options.text_tokens,
-                    image_tokens=tokens,
-                    gradient_checkpointing=options.gradient_checkpointing,
-                    optimizer="adamw_torch",
-                    precision="bf16",
-                ).total
-                for quantization in ("none", "8bit", "4bit")
-            }
-            rows.append(
-                ModelsRow(
-                    family=family.name,
-                    checkpoint=checkpoint.name,
-                    parameters=checkpoint.architecture.parameters,
-                    answer_format=family.answer_format,
-                    image_tokens=tokens,
-                    memory_lora_bf16=totals["none"],
-                    memory_qlora_8bit=totals["8bit"],
-                    memory_qlora_4bit=totals["4bit"],
-                    trust_remote_code=family.trust_remote_code,
-                    min_transformers=family.min_transformers,
-                    model_class=family.model_class,
-                    note=checkpoint.note,
-                )
-            )
-    return rows
-
-
-def format_models_table(rows: list[ModelsRow], options: ModelsOptions) -> str:
-    """The ``models`` table as aligned text, with the setting and the estimator's status."""
-    header = (
-        "family", "checkpoint", "params", "format", "img tok",
-        "LoRA bf16", "QLoRA 8b", "QLoRA 4b", "transformers",
-    )  # fmt: skip
-    body = [
-        (
-            r.family,
-            r.checkpoint + (" *" if r.note else ""),
-            f"{r.parameters / 1e9:.2f}B",
-            r.answer_format,
-            str(r.image_tokens),
-            f"{r.memory_lora_bf16 / 2**30:.1f}",
-            f"{r.memory_qlora_8bit / 2**30:.1f}",
-            f"{r.memory_qlora_4bit / 2**30:.1f}",
-            f">={r.min_transformers}" + (" +remote code" if r.trust_remote_code else ""),
-        )
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *body]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    width, height = options.frame_size
-    lines += [
-        "",
-        f"GiB per GPU at batch {options.batch_size}, one {width}x{height} frame + "
-        f"{options.text_tokens} text tokens, LoRA rank {options.lora_rank} on every LM linear "
-        f"layer, AdamW, bf16, gradient checkpointing "
-        f"{'on' if options.gradient_checkpointing else 'off'}, vision tower frozen.",
-        "QLoRA columns assume peft's prepare_model_for_kbit_training, which upcasts every "
-        "unquantised weight (vision tower, embeddings) to fp32: for small models that costs more "
-        "than quantisation saves.",
-        "UNVERIFIED: not yet compared with a measured GPU peak (no GPU was available); the "
-        "formula is in docs/models.md.",
-    ]
-    if any(r.note for r in rows):
-        lines.append("* approximate or partly unverified numbers: see docs/models.md.")
-    return "\n".join(lines)
-
-
-def models_command(options: ModelsOptions) -> int:
-    """``sam2-finetune models``: print the registry with memory estimates."""
-    rows = models_table(options)
-    if options.json_output:
-        print(json.dumps([asdict(r) for r in rows], indent=2))
-    else:
-        print(format_models_table(rows, options))
-    return 0

@@ -1,9 +1,11 @@
 """Tiny random models of every supported family, built offline from config classes.
 
 Tests, the demo and the ``quick_test`` preset train these instead of real checkpoints: nothing is
-downloaded. Each tiny model is the family's real architecture and processor at toy size (hidden
-size 32, 2 layers, 32-64 px images, a BPE tokenizer of ~500 tokens trained in-process with the
-family's special tokens and a chat template), saved with ``save_pretrained`` and loaded back by
+downloaded. Each tiny model is the family's real architecture and processor at toy size (2
+layers; vision hidden size 32; language model hidden size 64 with MLP 64, the smallest whose
+layers bitsandbytes' 4-bit CPU kernel accepts, see :data:`TINY_TEXT_CONFIG`; 32-64 px images; a
+BPE tokenizer of ~500 tokens trained in-process with the family's special tokens and a chat
+template), saved with ``save_pretrained`` and loaded back by
 the same :func:`~sam2_finetune.models.loading.load_model` / ``load_processor`` a real checkpoint
 goes through. Weights are random, so outputs are noise; the point is exercising every code path
 (processor, image tokens, labels, LoRA, quantization, saving) in milliseconds.
@@ -24,6 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -31,22 +34,30 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from sam2_finetune.errors import ModelError, describe
+from sam2_finetune.models.registry import get_family
 from sam2_finetune.outputs import atomic_output_dir
 
 # Bump when a builder changes what it writes, so cached tiny folders are rebuilt.
-TINY_VERSION = 1
+TINY_VERSION = 2
 TINY_PREFIX = "tiny:"
 CACHE_ENV = "SAM2_FINETUNE_CACHE"
 MARKER_FILE = "tiny_model.json"
 
-_HIDDEN = 32
-_BPE_VOCAB = 512  # BPE tokens before the family's special tokens (256 of them are the bytes)
-
-# Families whose modelling code is not in transformers: offline tiny models cannot exist.
-REMOTE_CODE_FAMILIES: dict[str, str] = {
-    "minicpm_v": "MiniCPM-V 2.6 (openbmb/MiniCPM-V-2_6)",
-    "cogvlm": "CogVLM (THUDM/cogvlm-chat-hf, THUDM/cogvlm2-llama3-chat-19B)",
+_HIDDEN = 32  # vision towers: never quantised, so any size works
+# The language model, whose linear layers 8/4-bit quantisation replaces. bitsandbytes' 4-bit CPU
+# kernel on AVX512-BF16 CPUs needs in-features divisible by 64 and out-features by 32
+# (models.quantization): hidden 64, heads of 32, MLP 64 make every projection fit (q 64x64,
+# k/v 64x32, o 64x64, gate/up/down 64x64) while staying tiny (PaliGemma's 1,669-token embedding
+# at width 64 already takes 427 kB of its folder).
+TINY_TEXT_CONFIG: dict[str, int] = {
+    "hidden_size": 64,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
 }
+_TEXT_HIDDEN = TINY_TEXT_CONFIG["hidden_size"]
+_BPE_VOCAB = 512  # BPE tokens before the family's special tokens (256 of them are the bytes)
 
 _LABELS = ("person", "car", "dog", "cat", "bicycle", "truck", "bird", "horse", "ball", "chair")
 _PROMPTS = (
@@ -128,11 +139,8 @@ def _text_ids(tokenizer: Any) -> dict[str, Any]:
 def _llama_text(tokenizer: Any) -> dict[str, Any]:
     return {
         "model_type": "llama",
-        "hidden_size": _HIDDEN,
-        "intermediate_size": 2 * _HIDDEN,
+        **TINY_TEXT_CONFIG,
         "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
         "max_position_embeddings": 1024,
         "tie_word_embeddings": False,
         **_text_ids(tokenizer),
@@ -303,19 +311,16 @@ def _qwen_parts() -> tuple[Any, Any, dict[str, Any]]:
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=32 * 32, max_pixels=64 * 64
     )
-    head_dim = _HIDDEN // 2
     text = {
-        "hidden_size": _HIDDEN,
-        "intermediate_size": 2 * _HIDDEN,
+        **TINY_TEXT_CONFIG,
         "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
         "max_position_embeddings": 1024,
-        # Multimodal RoPE: temporal, height and width sections add up to head_dim / 2.
+        # Multimodal RoPE: temporal, height and width sections add up to head_dim / 2 (16),
+        # in the checkpoints' 2:3:3 proportion (Qwen2-VL: 16, 24, 24 of 64).
         "rope_parameters": {
             "rope_type": "default",
             "rope_theta": 10000.0,
-            "mrope_section": [2, 3, 3] if head_dim == 16 else None,
+            "mrope_section": [4, 6, 6],
         },
         **_text_ids(tokenizer),
     }
@@ -331,7 +336,7 @@ def _qwen_parts() -> tuple[Any, Any, dict[str, Any]]:
 def _build_qwen2_vl() -> tuple[Any, Any]:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from sam2_finetune.models.loading import Qwen2VLProcessorWithoutVideo
+    from sam2_finetune.models.processors import Qwen2VLProcessorWithoutVideo
 
     tokenizer, image_processor, config_kwargs = _qwen_parts()
     processor = Qwen2VLProcessorWithoutVideo(
@@ -341,7 +346,7 @@ def _build_qwen2_vl() -> tuple[Any, Any]:
         vision_config={
             "depth": 2,
             "embed_dim": _HIDDEN,
-            "hidden_size": _HIDDEN,  # the merger's output size: the text model's hidden size
+            "hidden_size": _TEXT_HIDDEN,  # the merger's output size: the text model's
             "num_heads": 2,
             "mlp_ratio": 2,
             "patch_size": 8,
@@ -356,7 +361,7 @@ def _build_qwen2_vl() -> tuple[Any, Any]:
 def _build_qwen2_5_vl() -> tuple[Any, Any]:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from sam2_finetune.models.loading import Qwen2_5_VLProcessorWithoutVideo
+    from sam2_finetune.models.processors import Qwen2_5_VLProcessorWithoutVideo
 
     tokenizer, image_processor, config_kwargs = _qwen_parts()
     processor = Qwen2_5_VLProcessorWithoutVideo(
@@ -368,7 +373,7 @@ def _build_qwen2_5_vl() -> tuple[Any, Any]:
             "hidden_size": _HIDDEN,
             "intermediate_size": 2 * _HIDDEN,
             "num_heads": 2,
-            "out_hidden_size": _HIDDEN,
+            "out_hidden_size": _TEXT_HIDDEN,
             "patch_size": 8,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
@@ -451,7 +456,7 @@ def _build_smolvlm() -> tuple[Any, Any]:
         SmolVLMImageProcessorPil,
     )
 
-    from sam2_finetune.models.loading import SmolVLMProcessorWithoutVideo
+    from sam2_finetune.models.processors import SmolVLMProcessorWithoutVideo
 
     tokenizer, config_kwargs, image_seq_len = _idefics_parts("<|im_start|>")
     processor = SmolVLMProcessorWithoutVideo(
@@ -492,19 +497,15 @@ def _build_paligemma() -> tuple[Any, Any]:
         vision_config=_siglip_vision(image_size, patch_size),
         text_config={
             "model_type": "gemma",
-            "hidden_size": _HIDDEN,
-            "intermediate_size": 2 * _HIDDEN,
+            **TINY_TEXT_CONFIG,
             "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": _HIDDEN // 2,
             "max_position_embeddings": 1024,
             **_text_ids(tokenizer),
         },
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vocab_size=len(tokenizer),
-        projection_dim=_HIDDEN,
-        hidden_size=_HIDDEN,
+        projection_dim=_TEXT_HIDDEN,
+        hidden_size=_TEXT_HIDDEN,
         pad_token_id=tokenizer.pad_token_id,
     )
     return PaliGemmaForConditionalGeneration(config), processor
@@ -545,13 +546,9 @@ def _build_gemma3() -> tuple[Any, Any]:
     config = Gemma3Config(
         vision_config=_siglip_vision(image_size, patch_size),
         text_config={
-            "hidden_size": _HIDDEN,
-            "intermediate_size": 2 * _HIDDEN,
+            **TINY_TEXT_CONFIG,
             "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": _HIDDEN // 2,
-            "query_pre_attn_scalar": _HIDDEN // 2,
+            "query_pre_attn_scalar": TINY_TEXT_CONFIG["head_dim"],
             "sliding_window": 64,
             "max_position_embeddings": 1024,
             **_text_ids(tokenizer),
@@ -582,12 +579,12 @@ TINY_FAMILIES: dict[str, Callable[[], tuple[Any, Any]]] = {
 
 
 def _builder(family: str) -> Callable[[], tuple[Any, Any]]:
-    if family in TINY_FAMILIES:
-        return TINY_FAMILIES[family]
-    if family in REMOTE_CODE_FAMILIES:
+    row = get_family(family)  # unknown names: one error, naming the closest family
+    if row.trust_remote_code:
+        checkpoints = ", ".join(c.name for c in row.checkpoints)
         raise ModelError(
             describe(
-                f"no tiny offline model can exist for {family!r}: {REMOTE_CODE_FAMILIES[family]} "
+                f"no tiny offline model can exist for {family!r}: {row.title} ({checkpoints}) "
                 "keeps its modelling code in the checkpoint repositories on the Hub "
                 "(trust_remote_code), not in transformers, so it cannot be built from config "
                 "classes without downloading",
@@ -598,15 +595,7 @@ def _builder(family: str) -> Callable[[], tuple[Any, Any]]:
                 f"{family} from a real checkpoint with trust_remote_code on a machine with network",
             )
         )
-    raise ModelError(
-        describe(
-            f"unknown model family {family!r}",
-            field="family",
-            expected=" | ".join(TINY_FAMILIES),
-            found=repr(family),
-            fix="use one of the families listed",
-        )
-    )
+    return TINY_FAMILIES[family]
 
 
 def build_tiny_model(family: str, out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> Path:
@@ -719,7 +708,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
 class TinyModelOptions(BaseModel):
     """Build a tiny random model of a family (no download) for tests, demos and quick_test."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     family: str = Field(
         description="Model family: " + ", ".join(TINY_FAMILIES) + ".",
@@ -728,19 +717,52 @@ class TinyModelOptions(BaseModel):
     out: Path = Field(description="Output folder (written atomically).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the random weights.")
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
+    json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
 
 
-def tiny_model_command(options: TinyModelOptions) -> int:
-    """``sam2-finetune tiny-model FAMILY --out DIR``: build, then print what was written."""
+@dataclass(frozen=True)
+class TinyModelResult:
+    """What ``tiny-model`` built: the folder, and the facts of its ``tiny_model.json`` marker."""
+
+    path: str
+    family: str
+    parameters: int
+    size_bytes: int
+    seed: int
+    tiny_version: int
+    transformers: str
+    seconds: float
+
+
+def tiny_model(options: TinyModelOptions) -> TinyModelResult:
+    """Build the tiny model ``options`` describe (the ``tiny-model`` stage)."""
     started = time.perf_counter()
     path = build_tiny_model(
         options.family, options.out, seed=options.seed, overwrite=options.overwrite
     )
     seconds = time.perf_counter() - started
     marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    print(
-        f"{options.family}: {marker['parameters']:,} parameters, {size / 1e6:.2f} MB "
-        f"in {path} ({seconds:.1f} s)"
+    return TinyModelResult(
+        path=str(path),
+        family=marker["family"],
+        parameters=marker["parameters"],
+        size_bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+        seed=marker["seed"],
+        tiny_version=marker["tiny_version"],
+        transformers=marker["transformers"],
+        seconds=round(seconds, 3),
     )
+
+
+def tiny_model_command(options: TinyModelOptions) -> int:
+    """``sam2-finetune tiny-model FAMILY --out DIR``: build, then print what was written, as text
+    or (``--json``) as JSON."""
+    result = tiny_model(options)
+    if options.json_output:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        print(
+            f"{result.family}: {result.parameters:,} parameters, {result.size_bytes / 1e6:.2f} MB "
+            f"in {result.path} ({result.seconds:.1f} s)"
+        )
     return 0

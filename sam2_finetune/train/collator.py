@@ -31,7 +31,7 @@ from typing import Any
 
 from sam2_finetune.answer_formats import get_format, qwen_smart_resize, render_answer
 from sam2_finetune.errors import DatasetError, describe
-from sam2_finetune.models.loading import family_loading
+from sam2_finetune.models.registry import get_family
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
 
 logger = logging.getLogger(__name__)
@@ -147,11 +147,11 @@ class VisionLanguageCollator:
 
     @property
     def prefix_suffix(self) -> bool:
-        return family_loading(self.family).prompt_style == "prefix_suffix"
+        return get_family(self.family).prompt_style == "prefix_suffix"
 
     def _texts(self, prompt: str, answer: str) -> tuple[str, str]:
         if self.prefix_suffix:
-            placeholder = family_loading(self.family).image_placeholder
+            placeholder = get_family(self.family).image_placeholder
             return placeholder + prompt, answer
         user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
         turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}

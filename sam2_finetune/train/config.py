@@ -47,8 +47,10 @@ from sam2_finetune.errors import (
     closest_key,
     format_validation_error,
 )
-from sam2_finetune.models.memory import AttnImplementation, Method, Optimizer, Quantization
+from sam2_finetune.models.memory import AttnImplementation, Method, Optimizer, PrecisionChoice
+from sam2_finetune.models.quantization import Quantization
 from sam2_finetune.models.registry import CHECKPOINT_FAMILY, FAMILIES
+from sam2_finetune.models.tiny import TINY_PREFIX
 from sam2_finetune.outputs import atomic_write_text
 from sam2_finetune.train.loading import (
     PRESETS_DIR,
@@ -104,15 +106,12 @@ Family = Literal[
 AnswerFormatName = Literal[
     "json", "qwen2_vl", "qwen2_5_vl", "paligemma", "florence2", "internvl", "minicpm_v"
 ]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt", "reduce_lr_on_plateau",
 ]  # fmt: skip
 Logger = Literal["tensorboard", "wandb", "mlflow"]
 Device = Literal["auto", "cpu", "cuda"]
-
-TINY_PREFIX = "tiny:"
 
 
 def _override_shape(item: str) -> str:
@@ -327,7 +326,7 @@ class TrainingSection(BaseModel):
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of steps warming up.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, ge=0, le=1000, description="Gradient clipping; 0: off.")
-    precision: Precision = Field(
+    precision: PrecisionChoice = Field(
         "auto", description="auto: bf16 where the GPU supports it, else fp16; fp32 on CPU."
     )
     gradient_checkpointing: bool = Field(

@@ -16,16 +16,17 @@ from PIL import Image  # noqa: E402
 
 from sam2_finetune.errors import ModelError  # noqa: E402
 from sam2_finetune.models.loading import (  # noqa: E402
-    FAMILY_LOADING,
     load_model,
     load_processor,
     quantization_config,
 )
-from sam2_finetune.models.tiny import REMOTE_CODE_FAMILIES, TINY_FAMILIES  # noqa: E402
+from sam2_finetune.models.registry import FAMILIES as REGISTRY  # noqa: E402
+from sam2_finetune.models.tiny import TINY_FAMILIES  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FAMILIES = list(TINY_FAMILIES)
+REMOTE_CODE_FAMILIES = [name for name, row in REGISTRY.items() if row.trust_remote_code]
 
 
 def _as_published_checkpoint(tiny: Path, out: Path) -> Path:
@@ -78,37 +79,30 @@ def test_a_published_checkpoint_layout_loads_like_the_tiny_folder(tiny_dirs, tmp
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    row = FAMILY_LOADING[family]
+    row = REGISTRY[family]
     assert type(load_processor(published, family)).__name__ == row.processor_class
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_module_names_used_for_quantization_and_lora_exist(tiny_dirs, family):
-    """The prefixes in FAMILY_LOADING (and the registry's) are real module paths of the family."""
-    from sam2_finetune.models.registry import FAMILIES as REGISTRY
-
+    """The registry's module prefixes are real module paths of the family."""
     model = load_model(tiny_dirs(family), family)
     names = [name for name, _ in model.named_modules()]
-    row, registry = FAMILY_LOADING[family], REGISTRY[family]
-    for prefix in (
-        *row.skip_modules,
-        row.language_model,
-        *registry.vision_modules,
-        *registry.projector_modules,
-    ):
+    row = REGISTRY[family]
+    for prefix in (*row.skip_modules, row.language_model):
         assert prefix in names, prefix
-    lora = [n for n in names if re.fullmatch(registry.lora_target_modules, n)]
+    lora = [n for n in names if re.fullmatch(row.lora_target_modules, n)]
     assert lora and all(n.startswith(row.language_model) for n in lora)
+    # Every linear layer outside the skipped modules is in the language model: quantisation
+    # leaves the vision tower and the projector alone.
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    quantised = [n for n in linear if not n.startswith(row.skip_modules)]
+    assert quantised and all(n.startswith(row.language_model) for n in quantised)
 
 
-def test_the_family_table_matches_the_registry():
-    from sam2_finetune.models.registry import FAMILIES as REGISTRY
-
-    assert set(FAMILY_LOADING) == set(REGISTRY)
-    assert set(FAMILY_LOADING) == set(TINY_FAMILIES) | set(REMOTE_CODE_FAMILIES)
-    for family, row in FAMILY_LOADING.items():
-        assert row.trust_remote_code == REGISTRY[family].trust_remote_code, family
-        assert row.trust_remote_code == (family in REMOTE_CODE_FAMILIES), family
+def test_every_tiny_family_is_a_native_registry_family():
+    """Tiny models exist exactly for the families transformers ships the code of."""
+    assert set(TINY_FAMILIES) == {n for n, row in REGISTRY.items() if not row.trust_remote_code}
 
 
 def test_a_checkpoint_of_another_family_is_refused_by_name(tiny_dirs):
@@ -130,7 +124,7 @@ def test_unknown_family_is_a_model_error(tmp_path):
         load_model(tmp_path, "florence2")
 
 
-@pytest.mark.parametrize("family", sorted(REMOTE_CODE_FAMILIES))
+@pytest.mark.parametrize("family", REMOTE_CODE_FAMILIES)
 def test_remote_code_families_need_explicit_trust(tmp_path, family):
     with pytest.raises(ModelError, match="trust_remote_code"):
         load_model(tmp_path, family)
@@ -143,9 +137,15 @@ def test_quantization_configs():
     four = quantization_config("gemma3", "4bit", torch.bfloat16)
     assert four.load_in_4bit and four.bnb_4bit_quant_type == "nf4"
     assert four.bnb_4bit_use_double_quant and four.bnb_4bit_compute_dtype == torch.bfloat16
-    assert four.llm_int8_skip_modules == list(FAMILY_LOADING["gemma3"].skip_modules)
+    assert four.llm_int8_skip_modules == list(REGISTRY["gemma3"].skip_modules)
     eight = quantization_config("qwen2_vl", "8bit")
-    assert eight.load_in_8bit and eight.llm_int8_skip_modules == ["model.visual", "lm_head"]
+    # All of model.visual (tower and merger, the projector) and the head stay unquantised.
+    assert eight.load_in_8bit and eight.llm_int8_skip_modules == [
+        "model.visual.patch_embed",
+        "model.visual.blocks",
+        "model.visual.merger",
+        "lm_head",
+    ]
     with pytest.raises(ModelError, match="quantization"):
         quantization_config("qwen2_vl", "2bit")  # type: ignore[arg-type]
 

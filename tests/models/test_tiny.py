@@ -17,10 +17,10 @@ from PIL import Image  # noqa: E402
 from sam2_finetune.cli import main  # noqa: E402
 from sam2_finetune.errors import ModelError, OutputExistsError  # noqa: E402
 from sam2_finetune.models import tiny  # noqa: E402
-from sam2_finetune.models.loading import FAMILY_LOADING, load_model, load_processor  # noqa: E402
+from sam2_finetune.models.loading import load_model, load_processor  # noqa: E402
+from sam2_finetune.models.registry import FAMILIES as REGISTRY  # noqa: E402
 from sam2_finetune.models.tiny import (  # noqa: E402
     MARKER_FILE,
-    REMOTE_CODE_FAMILIES,
     TINY_FAMILIES,
     build_tiny_model,
     resolve_checkpoint,
@@ -68,7 +68,7 @@ def test_build_writes_a_small_loadable_folder(tiny_dirs, family):
     assert size < 1_000_000, f"{family} tiny folder is {size} bytes"
     assert 10_000 < marker["parameters"] < 200_000
     assert json.loads((path / "config.json").read_text())["model_type"] == (
-        FAMILY_LOADING[family].model_type
+        REGISTRY[family].model_type
     )
     # Every file as readable as the umask allows (safetensors alone writes 0600).
     mask = os.umask(0)
@@ -81,7 +81,7 @@ def test_build_writes_a_small_loadable_folder(tiny_dirs, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_round_trip_through_the_loaders_and_the_auto_classes(tiny_dirs, family):
     path = tiny_dirs(family)
-    row = FAMILY_LOADING[family]
+    row = REGISTRY[family]
     processor = load_processor(path, family)
     model = load_model(path, family)
     assert type(processor).__name__ == row.processor_class
@@ -104,7 +104,7 @@ def test_round_trip_through_the_loaders_and_the_auto_classes(tiny_dirs, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_processor_expands_image_tokens_and_gives_pixels(tiny_dirs, family):
     processor = load_processor(tiny_dirs(family), family)
-    row = FAMILY_LOADING[family]
+    row = REGISTRY[family]
     text = processor.apply_chat_template(_messages(answer=None), add_generation_prompt=True)
     assert text.count(row.image_placeholder) == 1
     batch = processor(text=[text], images=[[_image()]], return_tensors="pt")
@@ -125,7 +125,7 @@ def test_forward_with_labels_and_backward_reach_every_part(tiny_dirs, family):
     assert torch.isfinite(output.loss) and output.loss > 0
     output.loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
-    row = FAMILY_LOADING[family]
+    row = REGISTRY[family]
     skip = row.skip_modules
     # The image reaches the loss: the vision tower and projector get gradients, as does the LM.
     vision = [n for n in grads if n.startswith(skip[:-1])]
@@ -153,7 +153,7 @@ def test_lora_forward_backward_trains_only_the_adapters(tiny_dirs, family):
 
     path = tiny_dirs(family)
     processor, model = load_processor(path, family), load_model(path, family)
-    prefix = re.escape(FAMILY_LOADING[family].language_model)
+    prefix = re.escape(REGISTRY[family].language_model)
     model = get_peft_model(
         model, LoraConfig(r=4, lora_alpha=8, target_modules=rf"{prefix}\..*\.(q_proj|v_proj)")
     )
@@ -186,7 +186,7 @@ def test_assistant_mask_marks_only_the_answer(tiny_dirs, family):
         "paligemma": tokenizer.eos_token,
         "gemma3": "<end_of_turn>",
     }[family]
-    if FAMILY_LOADING[family].prompt_style == "chat_template":
+    if REGISTRY[family].prompt_style == "chat_template":
         batch = processor.apply_chat_template(
             _messages(_image()),
             tokenize=True,
@@ -260,7 +260,9 @@ def test_qlora_4bit_forward_backward(tiny_dirs):
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("family", sorted(REMOTE_CODE_FAMILIES))
+@pytest.mark.parametrize(
+    "family", [name for name, row in REGISTRY.items() if row.trust_remote_code]
+)
 def test_remote_code_families_say_why_there_is_no_tiny_model(tmp_path, family):
     with pytest.raises(ModelError, match="trust_remote_code") as info:
         build_tiny_model(family, tmp_path / family)
@@ -324,6 +326,18 @@ def test_cli_builds_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "idefics3" in out and "parameters" in out
     assert json.loads((tmp_path / "m" / MARKER_FILE).read_text())["seed"] == 3
+
+
+def test_cli_json_reports_what_was_built(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["tiny-model", "gemma3", "--out", str(out), "--seed", "5", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert payload["path"] == str(out) and payload["family"] == "gemma3"
+    assert payload["parameters"] == marker["parameters"] > 0
+    assert payload["seed"] == 5 and payload["tiny_version"] == tiny.TINY_VERSION
+    assert payload["size_bytes"] == sum(f.stat().st_size for f in out.iterdir())
+    assert set(payload) >= {"transformers", "seconds"}
 
 
 @pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])

@@ -12,7 +12,8 @@ from pathlib import Path  # noqa: E402
 
 from sam2_finetune.convert import ConvertOptions, convert  # noqa: E402
 from sam2_finetune.dataset import category_names, load_canonical  # noqa: E402
-from sam2_finetune.models.loading import family_loading, load_processor  # noqa: E402
+from sam2_finetune.models.loading import load_processor  # noqa: E402
+from sam2_finetune.models.registry import get_family  # noqa: E402
 from sam2_finetune.models.tiny import TINY_FAMILIES  # noqa: E402
 from sam2_finetune.tasks import ExampleOptions, default_task_mix, examples_for_row  # noqa: E402
 from sam2_finetune.train.collator import IGNORE_INDEX, VisionLanguageCollator  # noqa: E402
@@ -53,7 +54,7 @@ def test_only_the_answer_is_trained_on(tiny_dirs, rows, family):
     collator = collator_for(tiny_dirs, family, vocabulary)
     batch = collator(rows)
     tokenizer = collator.processor.tokenizer
-    image_token = tokenizer.convert_tokens_to_ids(family_loading(family).image_token)
+    image_token = tokenizer.convert_tokens_to_ids(get_family(family).image_token)
     labels = batch["labels"]
     assert labels.shape == batch["input_ids"].shape
     assert not (labels == image_token).any()  # image tokens are never targets
