@@ -26,21 +26,19 @@ def _module_name(path: Path) -> str:
 MODULES: dict[str, Path] = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def _type_checking_only(tree: ast.Module, _cache: dict[int, set[int]] = {}) -> set[int]:  # noqa: B006
+def _type_checking_only(tree: ast.Module) -> set[int]:
     """Nodes under ``if TYPE_CHECKING:``: annotations only, never run, so no cycle."""
-    if id(tree) not in _cache:
-        _cache[id(tree)] = {
-            id(inner)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.If)
-            and (
-                (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
-                or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
-            )
-            for statement in node.body
-            for inner in ast.walk(statement)
-        }
-    return _cache[id(tree)]
+    return {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        and (
+            (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+            or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+        )
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
 
 
 def _imports(name: str) -> list[tuple[str, list[str], int]]:
@@ -50,8 +48,9 @@ def _imports(name: str) -> list[tuple[str, list[str], int]]:
     is_package = path.name == "__init__.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
+    skipped = _type_checking_only(tree)
     for node in ast.walk(tree):
-        if id(node) in _type_checking_only(tree):
+        if id(node) in skipped:
             continue
         if isinstance(node, ast.Import):
             found += [(a.name, [], node.lineno) for a in node.names if a.name.startswith(ROOT)]
@@ -136,20 +135,7 @@ def test_no_import_cycles():
 
 # Private imports inside the ingest and split packages, being made public by their owners in
 # parallel branches (issue 10, item 4). New ones fail the test; remove entries as they go.
-KNOWN_PRIVATE_IMPORTS = {
-    ("sam2_finetune.ingest.raw_frames", "sam2_finetune.ingest.archive"),
-    ("sam2_finetune.ingest.read", "sam2_finetune.ingest.archive"),
-    ("sam2_finetune.ingest.read", "sam2_finetune.ingest.raw_frames"),
-    ("sam2_finetune.ingest.records", "sam2_finetune.ingest.archive"),
-    ("sam2_finetune.ingest.summary", "sam2_finetune.ingest.read"),
-    ("sam2_finetune.split", "sam2_finetune.split.frames"),
-    ("sam2_finetune.split", "sam2_finetune.split.leakage"),
-    ("sam2_finetune.split", "sam2_finetune.split.manifest"),
-    ("sam2_finetune.split", "sam2_finetune.split.strategies"),
-    ("sam2_finetune.split.leakage", "sam2_finetune.split.frames"),
-    ("sam2_finetune.split.manifest", "sam2_finetune.split.frames"),
-    ("sam2_finetune.split.strategies", "sam2_finetune.split.frames"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()  # none left: keep it that way
 
 
 def _private(name: str) -> bool:

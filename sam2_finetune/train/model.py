@@ -131,6 +131,12 @@ def prepare_model(
     )
     if options.quantization != "none":
         prepare_quantized(model)
+        if options.quantization == "4bit":
+            from sam2_finetune.models.quantization import disable_cpu_4bit_packing
+
+            # On AVX512-BF16 CPUs an evaluation pass would switch layers to a kernel without
+            # backward; a trained model keeps the path every CPU (and the GPU) trains through.
+            disable_cpu_4bit_packing(model)
     elif options.method == "full":
         freeze_parts(model, family, options)
     if gradient_checkpointing:
