@@ -25,7 +25,7 @@ from sam2_finetune.train.config import (
     validate_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRESET_FILES = sorted(PRESETS_DIR.rglob("*.yaml"))
 PRESETS = [p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESET_FILES]
 

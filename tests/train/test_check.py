@@ -23,7 +23,7 @@ from sam2_finetune.train.check import (
 )
 from sam2_finetune.train.config import load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GIB = 2**30
 VERSIONS = {"transformers": "5.23.0", "torch": "2.13.0"}
 
