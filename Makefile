@@ -106,8 +106,11 @@ check: setup ## Check this machine against CONFIG
 tiny-model: setup ## Build a tiny offline model of FAMILY in OUT
 	$(CLI) tiny-model $(FAMILY) --out $(or $(OUT),data/tiny-$(FAMILY)) $(ARGS)
 
+train: setup ## Fine-tune as CONFIG says (ARGS="--set training.max_steps=50", "--resume")
+	$(CLI) train $(CONFIG) $(ARGS)
+
 # Not built yet: say so plainly instead of failing somewhere inside the CLI.
-train evaluate export: ## Not built yet (says so)
+evaluate export: ## Not built yet (says so)
 	@echo "make $@: the $@ stage is not built yet (see the stage table in README.md)." >&2
 	@exit 2
 

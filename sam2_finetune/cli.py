@@ -5,6 +5,7 @@ bounds). This module turns such a model into an ``argparse`` parser, so a flag e
 where the Python API's option does and cannot drift from it. The mapping, in one place
 (:func:`add_model_arguments`):
 
+- ``json_schema_extra={"bare": VALUE}`` lets the flag stand alone for VALUE (``--resume``);
 - a field marked ``json_schema_extra={"positional": True}`` is positional; a list one takes
   every positional value (``EXPORTS...``). Only positionals take a variable number of values,
   so no flag can swallow them, and ``--`` ends the flags as POSIX says: everything after it is
@@ -79,6 +80,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.models.table:models_command",
         "List supported model families with memory estimates.",
     ),
+    "train": (
+        "sam2_finetune.train.run:train_command",
+        "Fine-tune a model (LoRA, QLoRA or full) on a dataset or SAM2 exports.",
+    ),
     "check": (
         "sam2_finetune.train.check:check_command",
         "Check hardware against a training config.",
@@ -143,6 +148,11 @@ def add_model_arguments(
             continue
         if "choices" not in kwargs and kwargs.get("action") is not argparse.BooleanOptionalAction:
             kwargs.setdefault("metavar", flag_name.upper())  # MAX_RATIO, not LIMITS.MAX_RATIO
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if "bare" in extra:
+            # The flag alone means this value (`train CONFIG --resume` = `--resume latest`);
+            # write positionals before such a flag, or it takes the next word as its value.
+            kwargs.update(nargs="?", const=extra["bare"])
         group.add_argument(flag, dest=dest, **kwargs)
 
 
@@ -287,7 +297,7 @@ def _load(target: str) -> Callable[[Any], int | None]:
 
 
 # Stages of the pipeline that have no command yet: named so that users get a plain answer.
-NOT_BUILT = ("train", "evaluate", "predict", "export")
+NOT_BUILT = ("evaluate", "predict", "export")
 
 
 class _Parser(argparse.ArgumentParser):

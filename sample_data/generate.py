@@ -63,7 +63,8 @@ WAREHOUSE = [
 
 
 def generate(out: Path = HERE) -> list[Path]:
-    """Write the sample exports (and the street scene's raw frames and video) into ``out``."""
+    """Write the sample exports, the raw frames of each (``<name>_frames/``, what training
+    reads instead of the overlays) and the street scene's video into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     return [
         write_export(
@@ -89,6 +90,7 @@ def generate(out: Path = HERE) -> list[Path]:
             seed=2,
             video_filename="kitchen.mov",
             layout="rezipped",
+            raw_frames_dir=out / "kitchen_frames",
             overwrite=True,
         ),
         write_export(
@@ -100,6 +102,7 @@ def generate(out: Path = HERE) -> list[Path]:
             empty_frames=(228, 234),
             seed=3,
             video_filename="warehouse_cam2.mp4",
+            raw_frames_dir=out / "warehouse_frames",
             image_format="jpg",
             image_dir="frames",
             with_metadata=False,

@@ -17,10 +17,12 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout.split("== summary")[-1]
-    for stage in ("ingest", "validate", "convert", "split", "config", "model"):
+    for stage in ("ingest", "validate", "convert", "split", "config", "model", "train"):
         assert f"  {stage}" in summary
     assert "leakage none" in summary and "check ok" in summary
     assert (out / "hf" / "dataset_info.json").is_file()
     assert (out / "split" / "split_manifest.json").is_file()
     assert (out / "validate" / "report.md").is_file()
     assert (out / "tiny-smolvlm" / "config.json").is_file()
+    assert (out / "run" / "best" / "adapter_model.safetensors").is_file()
+    assert (out / "run" / "summary.json").is_file()

@@ -25,10 +25,13 @@ from sam2_finetune.train.loading import (
     preset_path,
     read_yaml,
 )
+from sam2_finetune.train.run import TrainOptions, TrainResult, train
 
 __all__ = [
     "PRESETS_DIR",
     "TrainConfig",
+    "TrainOptions",
+    "TrainResult",
     "apply_overrides",
     "config_source",
     "deep_merge",
@@ -40,5 +43,6 @@ __all__ = [
     "preset_path",
     "read_yaml",
     "save_resolved_config",
+    "train",
     "validate_config",
 ]

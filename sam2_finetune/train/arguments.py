@@ -89,6 +89,8 @@ def training_arguments(
         logging_nan_inf_filter=False,
         include_num_input_tokens_seen="non_padding",  # tokens/s in the logs and progress bar
         eval_strategy="steps" if evaluate else "no",
+        # The evaluation loss before any step: the baseline a user compares the run against.
+        eval_on_start=evaluate,
         eval_steps=training.eval_steps if evaluate else None,
         save_strategy="steps",
         save_steps=training.save_steps,

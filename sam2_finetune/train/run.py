@@ -28,10 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from sam2_finetune.errors import OptionsError, OutputExistsError, Sam2FinetuneError, describe
 from sam2_finetune.outputs import atomic_output_dir, atomic_write_text
-from sam2_finetune.train.callbacks import BEST_DIR
-from sam2_finetune.train.config import RESOLVED_CONFIG_NAME, TrainConfig, load_config
+from sam2_finetune.train.config import RESOLVED_CONFIG_NAME, Override, TrainConfig, load_config
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -235,6 +236,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     from sam2_finetune.tasks import ExampleOptions
     from sam2_finetune.train.arguments import training_arguments
     from sam2_finetune.train.callbacks import (
+        BEST_DIR,
         BestCheckpointCallback,
         EpochCallback,
         InterruptCallback,
@@ -385,3 +387,79 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         }
         atomic_write_text(result.summary_path, json.dumps(summary, indent=2) + "\n", overwrite=True)
     return result
+
+
+class TrainOptions(BaseModel):
+    """Fine-tune a model as a training config says (LoRA, QLoRA or full fine-tuning on
+    transformers' Trainer) and leave a run folder: the resolved config, the data manifest,
+    checkpoints, best/, TensorBoard logs, metrics.jsonl and summary.json. Ctrl-C saves a
+    checkpoint; `--resume` continues from the latest complete one."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    config: str = Field(
+        description="A config YAML file, or a preset name (quick_test, production, "
+        "qwen2_5_vl/7b_qlora, ...).",
+        json_schema_extra={"positional": True},
+    )
+    set: list[Override] = Field(
+        [], description="Overrides KEY=VALUE (values read as YAML), e.g. training.max_steps=50."
+    )
+    resume: str | None = Field(
+        None,
+        description="Continue the run in output.run_dir: alone, from its latest complete "
+        "checkpoint; or from the checkpoint named (checkpoint-N or a folder). Write CONFIG first.",
+        json_schema_extra={"bare": "latest"},
+    )
+    json_output: bool = Field(
+        False, alias="json", description="Print the run summary as JSON at the end."
+    )
+
+
+def format_result(result: TrainResult) -> str:
+    """The end-of-run summary a user reads: where things are, why it stopped, what to do next."""
+    lines = [
+        f"run        {result.run_dir}",
+        f"stopped    {result.stopped} after {result.global_step} steps ({result.seconds:.0f} s)",
+    ]
+    if result.best_metric is not None:
+        lines.append(f"best       {result.best_metric:.4g} at step {result.best_step}")
+    if result.best_dir is not None:
+        lines.append(f"model      {result.best_dir}")
+    if result.examples_skipped or result.examples_shortened:
+        lines.append(
+            f"examples   {result.examples_shortened} shortened, {result.examples_skipped} "
+            "skipped for data.max_length (see summary.json)"
+        )
+    lines.append(f"summary    {result.summary_path}")
+    return "\n".join(lines)
+
+
+def train_command(options: TrainOptions) -> int:
+    """``sam2-finetune train CONFIG``: 0 when the run finished, 130 when interrupted (after
+    saving a checkpoint), 1 when it stopped on a non-finite loss."""
+    import sys
+
+    config = load_config(preset=options.config, overrides=options.set)
+    result = train(config, resume=options.resume)
+    if options.json_output:
+        print(result.summary_path.read_text(encoding="utf-8"), end="")
+    else:
+        print(format_result(result))
+    if result.stopped.startswith("interrupted"):
+        again = " ".join(
+            ["sam2-finetune train", options.config, *(f"--set {s}" for s in options.set)]
+        )
+        print(
+            f"interrupted: a checkpoint was saved. Resume with: {again} --resume", file=sys.stderr
+        )
+        return 130
+    if result.stopped.startswith("non-finite"):
+        print(
+            f"error: training diverged ({result.stopped.removeprefix('non-finite: ')}); the last "
+            "good checkpoint is kept. Fix: lower training.learning_rate, or set "
+            "training.max_grad_norm (clipping), then start again.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
