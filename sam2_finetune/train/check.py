@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sam2_finetune.models.memory import MemoryEstimate, Precision, estimate_memory
 from sam2_finetune.models.quantization import (
@@ -45,7 +45,7 @@ from sam2_finetune.models.registry import (
 )
 from sam2_finetune.models.table import FrameSide
 from sam2_finetune.models.tiny import TINY_PREFIX, TINY_TEXT_CONFIG
-from sam2_finetune.train.config import Override, TrainConfig, load_config
+from sam2_finetune.train.config import ConfigArguments, TrainConfig
 
 # LoRA learning rates in published recipes sit between these (QLoRA: 1e-4 / 2e-4; LLaVA LoRA:
 # 2e-4; Qwen-VL fine-tuning scripts: 1e-5..2e-4); full fine-tuning is 1e-6..5e-5.
@@ -739,23 +739,11 @@ def format_report(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-class CheckOptions(BaseModel):
+class CheckOptions(ConfigArguments):
     """Check this machine against a training config: CUDA, GPU memory against the estimate, bf16,
     bitsandbytes, library versions, and settings that work but hurt. Exits 1 on a blocking
     problem."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    config: str = Field(
-        description="A config YAML file, or a preset name (quick_test, production, "
-        "qwen2_5_vl/7b_qlora, ...).",
-        json_schema_extra={"positional": True},
-    )
-    set: list[Override] = Field(
-        [],
-        description="Overrides KEY=VALUE (values read as YAML), e.g. training.batch_size=2; "
-        "before or after CONFIG.",
-    )
     frame_size: list[FrameSide] = Field(
         [1280, 720],
         min_length=2,
@@ -768,7 +756,7 @@ class CheckOptions(BaseModel):
 
 def check_command(options: CheckOptions) -> int:
     """``sam2-finetune check CONFIG``: print the report; 1 if a blocking problem was found."""
-    config = load_config(preset=options.config, overrides=options.set)
+    config = options.load()
     facts = gather_hardware_facts(probe_bitsandbytes=needs_bitsandbytes(config))
     report = check_config(
         config,

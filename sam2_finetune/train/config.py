@@ -592,3 +592,25 @@ def save_resolved_config(config: TrainConfig, run_dir: str | Path) -> Path:
     )
     path = Path(run_dir) / RESOLVED_CONFIG_NAME
     return atomic_write_text(path, header + dump_config(config), overwrite=True)
+
+
+class ConfigArguments(BaseModel):
+    """The options of every command that reads a training config (``check``, ``train``): the
+    config and its overrides, declared once."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    config: str = Field(
+        description="A config YAML file, or a preset name (quick_test, production, "
+        "qwen2_5_vl/7b_qlora, ...).",
+        json_schema_extra={"positional": True},
+    )
+    set: list[Override] = Field(
+        [],
+        description="Overrides KEY=VALUE (values read as YAML), e.g. training.batch_size=2; "
+        "before or after CONFIG.",
+    )
+
+    def load(self) -> TrainConfig:
+        """The validated config: the file or preset, then each override."""
+        return load_config(preset=self.config, overrides=self.set)

@@ -28,11 +28,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sam2_finetune.errors import OptionsError, OutputExistsError, Sam2FinetuneError, describe
 from sam2_finetune.outputs import atomic_output_dir, atomic_write_text
-from sam2_finetune.train.config import RESOLVED_CONFIG_NAME, Override, TrainConfig, load_config
+from sam2_finetune.train.config import (
+    RESOLVED_CONFIG_NAME,
+    ConfigArguments,
+    TrainConfig,
+    load_config,
+)
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -389,22 +394,12 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     return result
 
 
-class TrainOptions(BaseModel):
+class TrainOptions(ConfigArguments):
     """Fine-tune a model as a training config says (LoRA, QLoRA or full fine-tuning on
     transformers' Trainer) and leave a run folder: the resolved config, the data manifest,
     checkpoints, best/, TensorBoard logs, metrics.jsonl and summary.json. Ctrl-C saves a
     checkpoint; `--resume` continues from the latest complete one."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    config: str = Field(
-        description="A config YAML file, or a preset name (quick_test, production, "
-        "qwen2_5_vl/7b_qlora, ...).",
-        json_schema_extra={"positional": True},
-    )
-    set: list[Override] = Field(
-        [], description="Overrides KEY=VALUE (values read as YAML), e.g. training.max_steps=50."
-    )
     resume: str | None = Field(
         None,
         description="Continue the run in output.run_dir: alone, from its latest complete "
@@ -440,7 +435,7 @@ def train_command(options: TrainOptions) -> int:
     saving a checkpoint), 1 when it stopped on a non-finite loss."""
     import sys
 
-    config = load_config(preset=options.config, overrides=options.set)
+    config = options.load()
     result = train(config, resume=options.resume)
     if options.json_output:
         print(result.summary_path.read_text(encoding="utf-8"), end="")
