@@ -15,10 +15,14 @@ grey canvas (:data:`FILL`) of the original size. The frame size never changes, s
 ``max_length`` budgets stay as they were.
 
 Cost: nothing is decoded unless a geometric transform is drawn for the row; then each visible mask
-is decoded, index-mapped and re-encoded one at a time (memory: two ``h x w`` bytes per object at
-most; about a millisecond per object on a 1280 x 720 frame, less than the processor's own work on
-the image). Draws come from the ``random.Random`` the collator derives from the run's seed, the
-epoch and the frame's ``image_id`` (:func:`augment_rng`), so a run and its resumption augment the
+is decoded, the window its box maps to is gathered, and it is re-encoded, one object at a time
+(memory: two ``h x w`` bytes at most). ``benchmarks/bench_augment.py`` (1280 x 720, 8 objects per
+frame, on the loaded 2-core dev machine): a flip adds about 1x the cost of decoding the frame
+itself, flip and scale jitter about 1.5x (the image resize is half of it), colour jitter about
+1.5x; default options add nothing.
+
+Draws come from the ``random.Random`` the collator derives from the run's seed, the epoch and
+the frame's ``image_id`` (:func:`augment_rng`), so a run and its resumption augment the
 same frame of the same epoch alike.
 
 :class:`sam2_finetune.train.callbacks.AugmentCallback` keeps evaluation unaugmented: the Trainer
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sam2_finetune.masks import rle_decode, rle_encode
+from sam2_finetune.masks import rle_bbox, rle_decode, rle_encode
 
 # The grey of the canvas a zoomed-out frame is placed on (YOLO's padding colour).
 FILL = (114, 114, 114)
@@ -114,10 +118,22 @@ def _offset(rng: random.Random, scaled: int, size: int) -> int:
     return -rng.randint(0, size - scaled)
 
 
-def _map_mask(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    out = mask[np.maximum(rows, 0)][:, np.maximum(cols, 0)]
-    out[rows < 0] = 0
-    out[:, cols < 0] = 0
+def _window(index: np.ndarray, low: int, high: int) -> slice:
+    """The output positions whose source index lies in ``low..high`` (inclusive): one run,
+    since the map is monotonic (reversed by a flip) apart from the -1 of padding."""
+    inside = np.flatnonzero((index >= low) & (index <= high))
+    return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
+
+
+def _map_mask(rle: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The mask of ``rle`` moved by the index maps. Only the window of output pixels that the
+    mask's own box maps to is gathered (a few percent of the frame for a typical object)."""
+    x, y, w, h = (int(v) for v in rle_bbox(rle))
+    out = np.zeros((rows.size, cols.size), dtype=np.uint8)
+    if w <= 0 or h <= 0:
+        return out
+    row_window, col_window = _window(rows, y, y + h - 1), _window(cols, x, x + w - 1)
+    out[row_window, col_window] = rle_decode(rle)[rows[row_window]][:, cols[col_window]]
     return out
 
 
@@ -187,8 +203,8 @@ def augment_row(
             _, _, w, h = (float(v) for v in obj["bbox"])
             if w <= 0 or h <= 0 or obj.get("area", 1) == 0:
                 continue  # already invisible: nothing to transform, nothing to answer
-            mask = _map_mask(rle_decode(obj["segmentation"]), rows, cols)
-            area = int(mask.sum())
+            mask = _map_mask(obj["segmentation"], rows, cols)
+            area = int(np.count_nonzero(mask))
             if area == 0:
                 continue  # cut away by the crop
             obj["segmentation"] = rle_encode(mask)

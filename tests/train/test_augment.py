@@ -72,6 +72,14 @@ def check_consistent(row: dict, image: Image.Image) -> None:
         colour = np.array(SHAPES[obj["label"]][0])
         if inner.any():
             assert np.abs(pixels[inner == 1].astype(int) - colour).max() <= 2, obj["label"]
+        # And the other way: the object's colour is nowhere beyond its mask's edge.
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+        painted = np.abs(pixels.astype(int) - colour).max(axis=2) <= 2
+        assert not (painted & (grown == 0)).any(), obj["label"]
 
 
 def test_default_options_leave_the_row_untouched_without_decoding(monkeypatch):
