@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from sam2_finetune.answer_formats import format_grid, parse_answer, render_answer
+from sam2_finetune.errors import OptionsError
 from sam2_finetune.masks import rle_area, rle_bbox, rle_decode, rle_encode
 from sam2_finetune.tasks import answer_objects
 from sam2_finetune.train import augment as augment_module
@@ -174,15 +175,14 @@ def test_the_same_seed_gives_the_same_result_and_another_epoch_another():
 
 
 def test_options_nest_in_yaml_and_on_the_command_line(tmp_path):
-    config = load_config(
-        preset="quick_test",
-        overrides=["data.augment.hflip=0.5", "data.augment.scale_crop=0.3"],
-    )
+    path = tmp_path / "config.yaml"
+    path.write_text("data:\n  augment: {hflip: 0.5}\n", encoding="utf-8")
+    config = load_config(path, preset="quick_test", overrides=["data.augment.scale_crop=0.3"])
     assert config.data.augment == AugmentOptions(hflip=0.5, scale_crop=0.3)
-    assert load_config(preset="quick_test").data.augment is None
-    with pytest.raises(Exception, match=r"data\.augment\.hflip"):
+    assert load_config(preset="quick_test").data.augment is None  # off unless asked
+    with pytest.raises(OptionsError, match=r"data\.augment\.hflip: .*allowed: >= 0 and <= 1"):
         load_config(preset="quick_test", overrides=["data.augment.hflip=2"])
-    with pytest.raises(Exception, match="hflip"):
+    with pytest.raises(OptionsError, match=r"did you mean 'data\.augment\.hflip'"):
         load_config(preset="quick_test", overrides=["data.augment.hlip=0.5"])
 
 
