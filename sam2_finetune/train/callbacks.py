@@ -267,6 +267,49 @@ class EpochCallback(TrainerCallback):
         self.collator.epoch = int(state.epoch or 0)
 
 
+class AugmentCallback(TrainerCallback):
+    """Augment only the batches the Trainer trains on. The Trainer collates training and
+    evaluation batches with the same collator, and no event precedes an evaluation, so the
+    callback follows the flow: ``collator.training`` is true from the start of training, false
+    from the moment an evaluation is decided (``control.should_evaluate`` at a step's or an
+    epoch's end, or ``eval_on_start``) until ``on_evaluate`` reports it done, and false after
+    training. Batches collated ahead (a prefetched training batch) were training batches."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+        self._in_train = False
+
+    def _set(self, evaluating: bool) -> None:
+        self.collator.training = self._in_train and not evaluating
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self._in_train = True
+        self._set(evaluating=bool(getattr(args, "eval_on_start", False)))
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self._set(evaluating=control.should_evaluate)
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self._set(evaluating=control.should_evaluate)
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self._set(evaluating=False)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self._in_train = False
+        self._set(evaluating=False)
+
+
 class InterruptCallback(TrainerCallback):
     """SIGINT / SIGTERM: finish the current step, save a checkpoint, stop; ``interrupted`` is then
     the signal's name. A second SIGINT raises ``KeyboardInterrupt`` at once (nothing saved)."""

@@ -33,6 +33,7 @@ from sam2_finetune.answer_formats import get_format, qwen_smart_resize, render_a
 from sam2_finetune.errors import DatasetError, describe
 from sam2_finetune.models.registry import get_family
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
+from sam2_finetune.train.augment import AugmentOptions, augment_rng, augment_row
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ class VisionLanguageCollator:
     ``options`` are the example-building options, the same model as ``convert``'s (the config's
     ``data`` section is one); ``vocabulary`` the dataset's labels (negative examples). ``seed``
     and ``epoch`` fix the draw of tasks (the training callback sets ``epoch``). Each row gives
-    ``options.examples_per_frame`` examples to the batch.
+    ``options.examples_per_frame`` examples to the batch. ``augment`` transforms each row's
+    frame, boxes and masks first (:mod:`sam2_finetune.train.augment`), only while ``training``
+    is true (``AugmentCallback`` sets it while the Trainer trains, never while it evaluates).
     """
 
     processor: Any
@@ -110,6 +113,8 @@ class VisionLanguageCollator:
     seed: int = 42
     max_length: int = 2048
     epoch: int = 0
+    augment: AugmentOptions | None = None
+    training: bool = False
     skipped: int = 0
     shortened: int = 0
     _warned: bool = field(default=False, repr=False)
@@ -273,6 +278,9 @@ class VisionLanguageCollator:
         items = []
         for row in rows:
             image = row_image(row)
+            if self.training and self.augment is not None:
+                rng = augment_rng(self.seed, self.epoch, str(row["image_id"]))
+                row, image = augment_row(row, image, self.augment, rng)
             items += [self.encode(image, example) for example in self.examples(row)]
         batch = self._process(items)
         if int(batch["input_ids"].shape[1]) > self.max_length:

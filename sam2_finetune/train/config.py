@@ -52,6 +52,7 @@ from sam2_finetune.models.quantization import Quantization
 from sam2_finetune.models.registry import CHECKPOINT_FAMILY, FAMILIES
 from sam2_finetune.models.tiny import TINY_PREFIX
 from sam2_finetune.outputs import atomic_write_text
+from sam2_finetune.train.augment import AugmentOptions
 from sam2_finetune.train.loading import (
     PRESETS_DIR,
     apply_overrides,
@@ -287,6 +288,11 @@ class DataSection(ExampleOptions):
     )
     max_length: int = Field(
         2048, ge=64, le=131_072, description="Most tokens per example, image tokens included."
+    )
+    augment: AugmentOptions | None = Field(
+        None,
+        description="Augmentation of training frames (never of evaluation): hflip, scale_crop, "
+        "scale_min/max, brightness, contrast, saturation, hue (see docs/train.md); null: none.",
     )
 
     @model_validator(mode="after")

@@ -242,6 +242,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     from sam2_finetune.train.arguments import training_arguments
     from sam2_finetune.train.callbacks import (
         BEST_DIR,
+        AugmentCallback,
         BestCheckpointCallback,
         EpochCallback,
         InterruptCallback,
@@ -311,6 +312,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         ),
         seed=config.training.seed,
         max_length=config.data.max_length,
+        augment=config.data.augment,
     )
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
     args = training_arguments(config, run_dir, device=device, precision=precision)
@@ -321,6 +323,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         "nonfinite": NonFiniteLossCallback(),
         "interrupt": InterruptCallback(),
         "epoch": EpochCallback(collator),
+        "augment": AugmentCallback(collator),
     }
     if config.training.early_stopping_patience is not None:
         callbacks["early"] = EarlyStoppingCallback(
