@@ -147,6 +147,60 @@ def test_multi_node_config_names_the_fields_a_user_fills(monkeypatch):
 
 # --- Two processes -------------------------------------------------------------------------
 
+STOP_SCRIPT = textwrap.dedent(
+    """
+    import os, signal
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from transformers import TrainerControl, TrainerState
+
+    from sam2_finetune.train.callbacks import InterruptCallback
+
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    callback = InterruptCallback()
+    if rank == 0:
+        callback.interrupted = "SIGTERM"  # only rank 0 has seen the signal at this step
+    control = TrainerControl()
+    args = SimpleNamespace(world_size=2, device="cpu")
+    callback.on_step_end(args, TrainerState(), control)
+    print(rank, callback.interrupted, control.should_training_stop, control.should_save)
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_signal_one_rank_saw_stops_every_rank_at_the_same_step(tmp_path):
+    """Two real gloo processes: rank 0 was signalled, rank 1 not; both stop and save."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_SCRIPT)
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    env["PYTHONPATH"] = str(ROOT)
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**env, "RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [process.communicate(timeout=120) for process in ranks]
+    assert [p.returncode for p in ranks] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert [out.split() for out, _ in outputs] == [
+        ["0", "SIGTERM", "True", "True"],
+        ["1", "SIGTERM", "True", "True"],
+    ]
+
+
 # Runs `sam2-finetune train` (the CLI's own main) in each process, and records what that process
 # did: its trainable weights after training, the frames its collator saw, and every file it opened
 # for writing, created, renamed or deleted under the run folder (Python's audit hooks see the
