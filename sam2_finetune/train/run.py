@@ -464,11 +464,9 @@ def train_command(options: TrainOptions) -> int:
     saving a checkpoint), 1 when it stopped on a non-finite loss."""
     import sys
 
-    from accelerate import PartialState
-
     config = load_config(preset=options.config, overrides=options.set)
     result = train(config, resume=options.resume)
-    if not PartialState().is_main_process:
+    if not _is_main_process():
         # Under `accelerate launch` the main process speaks for the run (and wrote the summary);
         # the others only return the same exit code.
         return _exit_code(result)
@@ -491,6 +489,12 @@ def train_command(options: TrainOptions) -> int:
             file=sys.stderr,
         )
     return _exit_code(result)
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def _exit_code(result: TrainResult) -> int:

@@ -35,6 +35,17 @@ def test_every_scenario_has_a_launcher_config():
     assert names == {"ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "multi_node"}
 
 
+def test_launcher_configs_ship_in_the_wheel():
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["sam2_finetune"]
+    for config_file in CONFIGS:
+        name = config_file.relative_to(ROOT / "sam2_finetune").as_posix()
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
 def test_launcher_configs_are_not_training_presets():
     assert not [name for name in list_presets() if name.startswith("accelerate")]
     with pytest.raises(OptionsError, match=r"accelerate launch --config_file"):
