@@ -337,9 +337,27 @@ class InterruptCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
+        if args.world_size > 1:
+            self._agree(args)
         if self.interrupted is not None:
             control.should_save = True
             control.should_training_stop = True
+
+    def _agree(self, args: TrainingArguments) -> None:
+        """Under several processes, stop all at the step where any one has seen a signal.
+
+        Each process gets Ctrl-C (or the launcher's SIGTERM) on its own, possibly a step apart; a
+        process that stopped alone would leave the others waiting for its gradients. One small
+        all-reduce per step: the largest signal number seen anywhere.
+        """
+        import torch
+        import torch.distributed as dist
+
+        seen = signal.Signals[self.interrupted].value if self.interrupted else 0
+        flag = torch.tensor([seen], dtype=torch.int64, device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if self.interrupted is None and int(flag.item()):
+            self.interrupted = signal.Signals(int(flag.item())).name
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any

@@ -21,6 +21,9 @@ from sam2_finetune.files import parse_yaml_value
 from sam2_finetune.files import read_yaml as read_yaml_file
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+# ``presets/accelerate/`` holds launcher configs (``accelerate launch --config_file``), not
+# training configs: they are no presets of ``train``.
+ACCELERATE_DIR = PRESETS_DIR / "accelerate"
 
 
 def list_presets() -> list[str]:
@@ -28,7 +31,9 @@ def list_presets() -> list[str]:
     if not PRESETS_DIR.is_dir():
         return []
     return sorted(
-        p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESETS_DIR.rglob("*.yaml")
+        p.relative_to(PRESETS_DIR).with_suffix("").as_posix()
+        for p in PRESETS_DIR.rglob("*.yaml")
+        if not p.is_relative_to(ACCELERATE_DIR)
     )
 
 
@@ -37,6 +42,15 @@ def preset_path(name: str) -> Path:
     optional); :class:`OptionsError` naming the closest preset if there is none."""
     stem = name[:-5] if name.endswith(".yaml") else name
     path = PRESETS_DIR / f"{stem}.yaml"
+    if path.is_file() and path.is_relative_to(ACCELERATE_DIR):
+        raise OptionsError(
+            describe(
+                "is a launcher config for `accelerate launch`, not a training config",
+                file=path,
+                fix=f"launch with it: `accelerate launch --config_file {path} -m sam2_finetune "
+                "train CONFIG` (see docs/multi-gpu.md), and name a training preset as CONFIG",
+            )
+        )
     if path.is_file():
         return path
     names = list_presets()

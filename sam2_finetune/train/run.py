@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -236,12 +237,15 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     """
     import torch
     from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
     from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, set_seed
 
+    from sam2_finetune.models.tiny import resolve_checkpoint
     from sam2_finetune.tasks import ExampleOptions
     from sam2_finetune.train.arguments import training_arguments
     from sam2_finetune.train.callbacks import (
         BEST_DIR,
+        BEST_INFO,
         AugmentCallback,
         BestCheckpointCallback,
         EpochCallback,
@@ -276,6 +280,9 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
 
     state = PartialState(cpu=device == "cpu")
     checkpoint = _prepare_run_dir(config, run_dir, resume)
+    # Every rank checks the folder before the main process replaces or fills it: a rank checking
+    # later would find the main process's fresh files and call the folder taken.
+    state.wait_for_everyone()
     try:
         if state.is_main_process:
             if checkpoint is None and run_dir.exists():
@@ -294,6 +301,12 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     if state.is_main_process:
         write_manifest(data, run_dir)
 
+    # A `tiny:` checkpoint is built into the cache by the main process alone: under
+    # torch.distributed, transformers writes a model's weights on rank 0 only, so a copy another
+    # rank built (and won the race to place) would have none.
+    if state.is_main_process:
+        resolve_checkpoint(config.model.checkpoint)
+    state.wait_for_everyone()
     # LoRA's A matrices (and a full model's new heads) are drawn when the model is prepared,
     # before the Trainer seeds anything: seed here so that a run is reproducible.
     set_seed(config.training.seed)
@@ -356,13 +369,24 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
 
     stopped = _stop_reason(trainer, callbacks)
     best_dir = run_dir / BEST_DIR
-    if state.is_main_process and not (best_dir / "best.json").is_file():
-        # No metric to pick a best checkpoint: best/ is the last model.
-        with atomic_output_dir(best_dir, overwrite=True) as tmp:
-            trainer.save_model(str(tmp))
-            (tmp / "best.json").write_text(
-                json.dumps({"checkpoint": None, "step": trainer.state.global_step}) + "\n"
-            )
+    # No metric picked a best checkpoint: best/ is the last model. The main process decides (best/
+    # is on its disk) and writes; every rank calls save_model, since FSDP and ZeRO-3 gather the
+    # weights from all ranks (a rank left out would hang the others).
+    (save_last,) = broadcast_object_list(
+        [state.is_main_process and not (best_dir / BEST_INFO).is_file()]
+    )
+    if save_last:
+        writer = (
+            atomic_output_dir(best_dir, overwrite=True)
+            if state.is_main_process
+            else nullcontext(best_dir)  # other ranks write nothing there
+        )
+        with writer as folder:
+            trainer.save_model(str(folder))
+            if state.is_main_process:
+                (folder / BEST_INFO).write_text(
+                    json.dumps({"checkpoint": None, "step": trainer.state.global_step}) + "\n"
+                )
     state.wait_for_everyone()
     best_step = None
     if trainer.state.best_model_checkpoint:
@@ -440,6 +464,10 @@ def train_command(options: TrainOptions) -> int:
 
     config = options.load()
     result = train(config, resume=options.resume)
+    if not _is_main_process():
+        # Under `accelerate launch` the main process speaks for the run (and wrote the summary);
+        # the others only return the same exit code.
+        return _exit_code(result)
     if options.json_output:
         print(result.summary_path.read_text(encoding="utf-8"), end="")
     else:
@@ -451,7 +479,6 @@ def train_command(options: TrainOptions) -> int:
         print(
             f"interrupted: a checkpoint was saved. Resume with: {again} --resume", file=sys.stderr
         )
-        return 130
     if result.stopped.startswith("non-finite"):
         print(
             f"error: training diverged ({result.stopped.removeprefix('non-finite: ')}); the last "
@@ -459,5 +486,18 @@ def train_command(options: TrainOptions) -> int:
             "training.max_grad_norm (clipping), then start again.",
             file=sys.stderr,
         )
+    return _exit_code(result)
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _exit_code(result: TrainResult) -> int:
+    if result.stopped.startswith("interrupted"):
+        return 130
+    if result.stopped.startswith("non-finite"):
         return 1
     return 0

@@ -26,7 +26,7 @@ from sam2_finetune.train.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESET_FILES = sorted(PRESETS_DIR.rglob("*.yaml"))
+PRESET_FILES = sorted(p for p in PRESETS_DIR.rglob("*.yaml") if p.parent.name != "accelerate")
 PRESETS = [p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESET_FILES]
 
 MINIMAL = {
