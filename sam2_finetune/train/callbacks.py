@@ -310,9 +310,10 @@ class GroundingMetricsCallback(TrainerCallback):
     """At each evaluation, generates answers on a fixed validation subset and scores them.
 
     The subset is the first ``training.eval_generation_samples`` rows of the eval split, each
-    asked its epoch-0 example (what ``convert`` writes for it) with the run's task mix restricted
-    to the box tasks (``detect`` / ``ground``; the whole mix when it has none), so the numbers
-    are box metrics. Answers come from :func:`sam2_finetune.evaluate.generate.generate_answers`
+    asked one example drawn as the collator draws epoch 0 (the run's seed, the frame's id), from
+    the run's task mix restricted to the box tasks (``detect`` / ``ground``; the whole mix when
+    it has none), so the numbers are box metrics and the questions are the same at every
+    evaluation. Answers come from :func:`sam2_finetune.evaluate.generate.generate_answers`
     (greedy, the training prompt), scores from :mod:`sam2_finetune.metrics` (the evaluate
     stage's numbers): ``eval_map50``, ``eval_map``, ``eval_mean_iou``,
     ``eval_parse_failure_rate`` and the rest of :func:`sam2_finetune.metrics.summary`.
@@ -356,7 +357,11 @@ class GroundingMetricsCallback(TrainerCallback):
         mix = options.task_weights(answer_format)
         boxes = {task: w for task, w in mix.items() if task in BOX_TASKS and w > 0}
         self.options = ExampleOptions.model_validate(
-            {**options.model_dump(), "task_mix": boxes or mix, "examples_per_frame": 1}
+            {
+                **{name: getattr(options, name) for name in ExampleOptions.model_fields},
+                "task_mix": boxes or mix,
+                "examples_per_frame": 1,
+            }
         )
         self.rows = rows
         self.processor = processor
