@@ -149,3 +149,25 @@ def test_items_that_are_not_image_example_pairs_get_one_message(loaded):
     model, processor = loaded("smolvlm")
     with pytest.raises(OptionsError, match=r"items\[0\].*\(PIL.Image, tasks.Example\)"):
         generate_answers(model, processor, "smolvlm", "json", ["a prompt"])
+
+
+def test_sampling_and_beams_are_options_and_greedy_is_the_default(loaded):
+    model, processor = loaded("smolvlm")
+    items = items_for("smolvlm", 2)
+
+    def run(**options):
+        return generate_answers(
+            model, processor, "smolvlm", "json", items, labels=LABELS,
+            options=GenerationOptions(max_new_tokens=6, **options),
+        )  # fmt: skip
+
+    greedy = run()
+    assert [g.text for g in run()] == [g.text for g in greedy]  # deterministic
+    beams = run(num_beams=2)
+    assert len(beams) == 2 and all(g.new_tokens <= 6 for g in beams)
+    torch.manual_seed(0)
+    sampled = run(do_sample=True, temperature=5.0, top_k=50, top_p=0.99)
+    assert all(g.new_tokens <= 6 for g in sampled)
+    assert [g.text for g in sampled] != [g.text for g in greedy]  # hot sampling wanders off
+    with pytest.raises(ValueError, match="do_sample"):
+        GenerationOptions(top_k=5)
