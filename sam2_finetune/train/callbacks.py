@@ -365,3 +365,158 @@ class InterruptCallback(TrainerCallback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+class GroundingMetricsCallback(TrainerCallback):
+    """At each evaluation, generates answers on a fixed validation subset and scores them.
+
+    The subset is the first ``training.eval_generation_samples`` rows of the eval split, each
+    asked one example drawn as the collator draws epoch 0 (the run's seed, the frame's id), from
+    the run's task mix restricted to the box tasks (``detect`` / ``ground``; the whole mix when
+    it has none), so the numbers are box metrics and the questions are the same at every
+    evaluation. Answers come from :func:`sam2_finetune.evaluate.generate.generate_answers`
+    (greedy, the training prompt), scores from :mod:`sam2_finetune.metrics` (the evaluate
+    stage's numbers): ``eval_map50``, ``eval_map``, ``eval_mean_iou``,
+    ``eval_parse_failure_rate`` and the rest of :func:`sam2_finetune.metrics.summary`.
+
+    How the numbers reach the Trainer (transformers 5.23, ``Trainer.evaluate``): the evaluation
+    metrics are logged, then ``on_evaluate`` gets the very dict ``evaluate`` returns, which the
+    Trainer then hands to ``_determine_best_metric`` (and ``EarlyStoppingCallback`` reads in its
+    own ``on_evaluate``, after this callback's). So this callback adds its values to that dict
+    in place (``metric_for_best_model: map50`` works, early stopping too) and logs them with
+    ``trainer.log`` (``metrics.jsonl``, TensorBoard, ``trainer_state.json``): ``train()`` sets
+    :attr:`trainer` after building the Trainer. A few prediction-vs-truth samples go to
+    TensorBoard as text (``predictions``) when ``log_dir`` is given.
+
+    The answers are bounded at twice the longest true answer of the subset (in tokens) plus 8,
+    not by the evaluate stage's rule (room for 10 objects per label): a monitor run at every
+    evaluation must stay cheap, and an answer twice as long as the truth is wrong anyway (cut
+    there, it counts as a parse failure). The subset's frames are decoded once.
+
+    Every process generates (the same subset, the same weights), so that all of them take the
+    same best-checkpoint and early-stopping decisions without exchanging numbers; only the main
+    process writes. Undefined metrics (no ground truth in the subset) are NaN, never a best.
+    """
+
+    def __init__(
+        self,
+        rows: Any,
+        *,
+        processor: Any,
+        family: str,
+        answer_format: str,
+        labels: Any,
+        options: Any,
+        seed: int,
+        batch_size: int = 8,
+        log_dir: str | Path | None = None,
+        text_samples: int = 4,
+    ) -> None:
+        from sam2_finetune.metrics import BOX_TASKS
+        from sam2_finetune.tasks import ExampleOptions
+
+        mix = options.task_weights(answer_format)
+        boxes = {task: w for task, w in mix.items() if task in BOX_TASKS and w > 0}
+        self.options = ExampleOptions.model_validate(
+            {
+                **{name: getattr(options, name) for name in ExampleOptions.model_fields},
+                "task_mix": boxes or mix,
+                "examples_per_frame": 1,
+            }
+        )
+        self.rows = rows
+        self.processor = processor
+        self.family = family
+        self.answer_format = answer_format
+        self.labels = list(labels)
+        self.seed = seed
+        self.batch_size = batch_size
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.text_samples = text_samples
+        self.trainer: Any = None
+        self.last: dict[str, float] = {}
+        self._cached: list[tuple[Any, Any, Any]] | None = None
+
+    def _items(self) -> list[tuple[Any, Any, Any]]:
+        from sam2_finetune.answer_formats import get_format
+        from sam2_finetune.metrics import ground_truth
+        from sam2_finetune.models.chat import processor_resized_wh
+        from sam2_finetune.tasks import examples_for_row
+        from sam2_finetune.train.collator import row_image
+
+        needs_resized = get_format(self.answer_format).needs_resized_wh
+        items = []
+        for row in self.rows:
+            wh = (int(row["width"]), int(row["height"]))
+            resized = processor_resized_wh(self.processor, *wh) if needs_resized else None
+            (example,) = examples_for_row(
+                row,
+                self.options,
+                self.answer_format,
+                seed=self.seed,
+                vocabulary=self.labels,
+                resized_wh=resized,
+            )
+            items.append((row_image(row), example, ground_truth(row)))
+        return items
+
+    def scores(self, model: Any) -> tuple[dict[str, float], list[str]]:
+        """``({"eval_map50": ..., ...}, text samples)`` of ``model`` on the subset."""
+        from sam2_finetune.evaluate.generate import GenerationOptions, generate_answers
+        from sam2_finetune.metrics import MetricsAccumulator, summary
+
+        if self._cached is None:
+            self._cached = self._items()
+        items = self._cached
+        tokenizer = self.processor.tokenizer
+        longest = max(
+            len(tokenizer(example.answer, add_special_tokens=False)["input_ids"])
+            for _, example, _ in items
+        )
+        generated = generate_answers(
+            model,
+            self.processor,
+            self.family,
+            self.answer_format,
+            [(image, example) for image, example, _ in items],
+            batch_size=self.batch_size,
+            labels=self.labels,
+            options=GenerationOptions(max_new_tokens=2 * longest + 8),
+        )
+        accumulator = MetricsAccumulator(self.labels)
+        samples = []
+        for (_, example, truth), answer in zip(items, generated, strict=True):
+            label = None if example.task == "detect" else example.labels[0]
+            accumulator.add(truth, example.task, answer.parsed, label)
+            if len(samples) < self.text_samples:
+                samples.append(
+                    f"**{truth.image_id}** ({example.task}) {example.prompt}\n\n"
+                    f"- truth: `{example.answer}`\n- predicted: `{answer.text[:500]}`"
+                    f"{'' if answer.parsed.ok else ' (parse failure)'}"
+                )
+        values = summary(accumulator.result())
+        for key in ("map", "map50", "mean_iou"):
+            values.setdefault(key, float("nan"))
+        return {f"eval_{key}": float(value) for key, value in values.items()}, samples
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        model: Any = None,
+        **kw: Any,
+    ) -> None:
+        if metrics is None or model is None or not len(self.rows):
+            return
+        values, samples = self.scores(model)
+        metrics.update(values)
+        self.last = values
+        if self.trainer is not None:
+            self.trainer.log(dict(values))
+        if state.is_world_process_zero and self.log_dir is not None and samples:
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(str(self.log_dir)) as writer:
+                writer.add_text("predictions", "\n\n---\n\n".join(samples), state.global_step)

@@ -29,9 +29,14 @@ from dataclasses import dataclass, field, replace
 from io import BytesIO
 from typing import Any
 
-from sam2_finetune.answer_formats import get_format, qwen_smart_resize, render_answer
+from sam2_finetune.answer_formats import get_format, render_answer
 from sam2_finetune.errors import DatasetError, describe
-from sam2_finetune.models.registry import get_family
+from sam2_finetune.models.chat import (
+    chat_texts,
+    is_prefix_suffix,
+    processor_resized_wh,
+    set_pixel_limits,
+)
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
 from sam2_finetune.train.augment import AugmentOptions, augment_rng, augment_row
 
@@ -49,38 +54,6 @@ def row_image(row: Mapping[str, Any]) -> Any:
         data = image.get("bytes")
         image = Image.open(BytesIO(data) if data is not None else image["path"])
     return image.convert("RGB")
-
-
-def _size_value(size: Any, key: str) -> Any:
-    return size.get(key) if isinstance(size, Mapping) else getattr(size, key, None)
-
-
-def processor_resized_wh(processor: Any, width: int, height: int) -> tuple[int, int]:
-    """``(width, height)`` a Qwen2-VL-style image processor resizes a ``width x height`` image to,
-    from the processor's own settings (transformers 5 keeps ``min_pixels`` / ``max_pixels`` as
-    ``size.shortest_edge`` / ``size.longest_edge``; the factor is patch size x merge size)."""
-    image_processor = processor.image_processor
-    size = image_processor.size
-    factor = image_processor.patch_size * image_processor.merge_size
-    h, w = qwen_smart_resize(
-        height,
-        width,
-        factor=factor,
-        min_pixels=_size_value(size, "shortest_edge"),
-        max_pixels=_size_value(size, "longest_edge"),
-    )
-    return (w, h)
-
-
-def set_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
-    """Make a Qwen2-VL-style processor resize within ``min_pixels``..``max_pixels`` (the run's
-    ``data.min_pixels`` / ``data.max_pixels``), so training, the answers' resized coordinates and
-    a later ``save_pretrained`` all use the same limits."""
-    image_processor = processor.image_processor
-    size = image_processor.size
-    lo = min_pixels if min_pixels is not None else _size_value(size, "shortest_edge")
-    hi = max_pixels if max_pixels is not None else _size_value(size, "longest_edge")
-    image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
 
 
 @dataclass
@@ -152,27 +125,11 @@ class VisionLanguageCollator:
 
     @property
     def prefix_suffix(self) -> bool:
-        return get_family(self.family).prompt_style == "prefix_suffix"
+        return is_prefix_suffix(self.family)
 
     def _texts(self, prompt: str, answer: str) -> tuple[str, str]:
-        if self.prefix_suffix:
-            placeholder = get_family(self.family).image_placeholder
-            return placeholder + prompt, answer
-        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-        turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
-        prompt_text = self.processor.apply_chat_template([user], add_generation_prompt=True)
-        full_text = self.processor.apply_chat_template([user, turn])
-        if not full_text.startswith(prompt_text):
-            raise DatasetError(
-                describe(
-                    "the chat template writes the prompt differently with and without the "
-                    "answer, so the answer's tokens cannot be found",
-                    field=f"{self.family} chat template",
-                    fix="use a checkpoint whose chat template renders the user turn the same "
-                    "with add_generation_prompt=True",
-                )
-            )
-        return prompt_text, full_text
+        # The one prompt builder generation uses too (models.chat).
+        return chat_texts(self.processor, self.family, prompt, answer)
 
     def encode(self, image: Any, example: Example) -> Encoded:
         prompt_text, full_text = self._texts(example.prompt, example.answer)

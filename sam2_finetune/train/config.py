@@ -309,6 +309,11 @@ class DataSection(ExampleOptions):
         return self
 
 
+# Evaluation metrics the grounding-metrics callback adds (train.callbacks): they exist only when
+# training.eval_generation_samples > 0.
+GENERATED_METRICS = ("map", "map50", "map75", "ar100", "mean_iou", "parse_failure_rate")
+
+
 class TrainingSection(BaseModel):
     """The optimisation schedule, evaluation, early stopping and checkpoints."""
 
@@ -342,6 +347,13 @@ class TrainingSection(BaseModel):
     logging_steps: int = Field(10, ge=1, le=1_000_000, description="Log every N steps.")
     eval_steps: int | None = Field(
         None, ge=1, le=1_000_000, description="Evaluate every N steps; null: no evaluation."
+    )
+    eval_generation_samples: int = Field(
+        16,
+        ge=0,
+        le=100_000,
+        description="Validation frames answered by generation at each evaluation, scored as "
+        "eval_map50, eval_map, eval_mean_iou, eval_parse_failure_rate; 0: off.",
     )
     save_steps: int = Field(500, ge=1, le=1_000_000, description="Save a checkpoint every N steps.")
     save_total_limit: int | None = Field(
@@ -404,6 +416,15 @@ class TrainingSection(BaseModel):
                     self.save_steps,
                     f"must be a multiple of training.eval_steps ({self.eval_steps}) so that the "
                     "best checkpoint is one that was evaluated",
+                )
+            )
+        if self.metric_for_best_model in GENERATED_METRICS and self.eval_generation_samples == 0:
+            problems.append(
+                _problem(
+                    ("metric_for_best_model",),
+                    self.metric_for_best_model,
+                    "is computed from generated answers: set training.eval_generation_samples "
+                    "above 0 (e.g. 16), or pick loss",
                 )
             )
         if self.early_stopping_patience is not None:

@@ -52,6 +52,7 @@ RESUMABLE_CHANGES = (
     "training.max_steps",
     "training.epochs",
     "training.eval_steps",
+    "training.eval_generation_samples",
     "training.save_steps",
     "training.logging_steps",
     "training.save_total_limit",
@@ -249,6 +250,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         AugmentCallback,
         BestCheckpointCallback,
         EpochCallback,
+        GroundingMetricsCallback,
         InterruptCallback,
         MetricsFileCallback,
         NonFiniteLossCallback,
@@ -338,6 +340,20 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         "epoch": EpochCallback(collator),
         "augment": AugmentCallback(collator),
     }
+    samples = config.training.eval_generation_samples
+    if data.eval is not None and args.eval_strategy != "no" and samples > 0:
+        # Before "early": early stopping reads the metrics this callback adds.
+        callbacks["grounding"] = GroundingMetricsCallback(
+            data.eval.select(range(min(samples, len(data.eval)))),
+            processor=prepared.processor,
+            family=config.model.family,
+            answer_format=str(config.data.answer_format),
+            labels=data.labels,
+            options=collator.options,
+            seed=config.training.seed,
+            batch_size=args.per_device_eval_batch_size,  # what fits next to training
+            log_dir=run_dir / TENSORBOARD_DIR if "tensorboard" in config.output.loggers else None,
+        )
     if config.training.early_stopping_patience is not None:
         callbacks["early"] = EarlyStoppingCallback(
             early_stopping_patience=config.training.early_stopping_patience,
@@ -353,6 +369,8 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         callbacks=list(callbacks.values()),
     )
     trainer.remove_callback(ProgressCallback)
+    if "grounding" in callbacks:
+        callbacks["grounding"].trainer = trainer  # it logs its metrics through trainer.log
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError:

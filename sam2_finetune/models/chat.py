@@ -1,0 +1,101 @@
+"""The text a family's model sees for one example: the prompt, and the prompt with its answer.
+
+One place for it, because the prompt a model is trained on (``train.collator``) and the prompt it
+is asked at evaluation (``evaluate.generate``) must be the same string, character for character:
+a different turn layout or a missing generation prompt shifts what the model writes. It lives
+below both stages (``evaluate`` never imports ``train``), next to the family table it reads.
+
+- Chat-template families: one user turn holding the image and the prompt; the prompt text is
+  that turn rendered with ``add_generation_prompt=True`` (what generation continues), the full
+  text the user turn plus the assistant's answer turn.
+- ``prefix_suffix`` families (PaliGemma): no chat template; the prefix is the image placeholder
+  followed by the prompt, and the answer goes to the processor as ``suffix=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sam2_finetune.answer_formats import qwen_smart_resize
+from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.models.registry import get_family
+
+__all__ = [
+    "chat_texts",
+    "is_prefix_suffix",
+    "processor_resized_wh",
+    "prompt_text",
+    "set_pixel_limits",
+]
+
+
+def is_prefix_suffix(family: str) -> bool:
+    """Whether ``family`` takes a prefix and a ``suffix=`` answer instead of a chat (PaliGemma)."""
+    return get_family(family).prompt_style == "prefix_suffix"
+
+
+def _user_turn(prompt: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+
+
+def prompt_text(processor: Any, family: str, prompt: str) -> str:
+    """The text generation continues from: the user turn (image and ``prompt``) with the
+    template's generation prompt, or PaliGemma's image placeholder + ``prompt``."""
+    if is_prefix_suffix(family):
+        return get_family(family).image_placeholder + prompt
+    return processor.apply_chat_template([_user_turn(prompt)], add_generation_prompt=True)
+
+
+def chat_texts(processor: Any, family: str, prompt: str, answer: str) -> tuple[str, str]:
+    """``(prompt text, full text)`` of one training example. For chat families the full text
+    starts with the prompt text (checked: the answer's tokens are found from that); for
+    PaliGemma the second item is the answer, which its processor takes as ``suffix=``."""
+    first = prompt_text(processor, family, prompt)
+    if is_prefix_suffix(family):
+        return first, answer
+    turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+    full = processor.apply_chat_template([_user_turn(prompt), turn])
+    if not full.startswith(first):
+        raise DatasetError(
+            describe(
+                "the chat template writes the prompt differently with and without the "
+                "answer, so the answer's tokens cannot be found",
+                field=f"{family} chat template",
+                fix="use a checkpoint whose chat template renders the user turn the same "
+                "with add_generation_prompt=True",
+            )
+        )
+    return first, full
+
+
+def _size_value(size: Any, key: str) -> Any:
+    return size.get(key) if isinstance(size, Mapping) else getattr(size, key, None)
+
+
+def processor_resized_wh(processor: Any, width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` a Qwen2-VL-style image processor resizes a ``width x height`` image to,
+    from the processor's own settings (transformers 5 keeps ``min_pixels`` / ``max_pixels`` as
+    ``size.shortest_edge`` / ``size.longest_edge``; the factor is patch size x merge size)."""
+    image_processor = processor.image_processor
+    size = image_processor.size
+    factor = image_processor.patch_size * image_processor.merge_size
+    h, w = qwen_smart_resize(
+        height,
+        width,
+        factor=factor,
+        min_pixels=_size_value(size, "shortest_edge"),
+        max_pixels=_size_value(size, "longest_edge"),
+    )
+    return (w, h)
+
+
+def set_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Make a Qwen2-VL-style processor resize within ``min_pixels``..``max_pixels`` (the run's
+    ``data.min_pixels`` / ``data.max_pixels``), so training, the answers' resized coordinates and
+    a later ``save_pretrained`` all use the same limits."""
+    image_processor = processor.image_processor
+    size = image_processor.size
+    lo = min_pixels if min_pixels is not None else _size_value(size, "shortest_edge")
+    hi = max_pixels if max_pixels is not None else _size_value(size, "longest_edge")
+    image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
