@@ -386,7 +386,8 @@ class GroundingMetricsCallback(TrainerCallback):
     in place (``metric_for_best_model: map50`` works, early stopping too) and logs them with
     ``trainer.log`` (``metrics.jsonl``, TensorBoard, ``trainer_state.json``): ``train()`` sets
     :attr:`trainer` after building the Trainer. A few prediction-vs-truth samples go to
-    TensorBoard as text (``predictions``) when ``log_dir`` is given.
+    TensorBoard as text (``predictions``), through the Trainer's own TensorBoard writer (one
+    event file per run) when the run logs to TensorBoard.
 
     The answers are bounded at twice the longest true answer of the subset (in tokens) plus 8,
     not by the evaluate stage's rule (room for 10 objects per label): a monitor run at every
@@ -409,7 +410,6 @@ class GroundingMetricsCallback(TrainerCallback):
         options: Any,
         seed: int,
         batch_size: int = 8,
-        log_dir: str | Path | None = None,
         text_samples: int = 4,
     ) -> None:
         from sam2_finetune.metrics import BOX_TASKS
@@ -431,7 +431,6 @@ class GroundingMetricsCallback(TrainerCallback):
         self.labels = list(labels)
         self.seed = seed
         self.batch_size = batch_size
-        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.text_samples = text_samples
         self.trainer: Any = None
         self.last: dict[str, float] = {}
@@ -515,8 +514,17 @@ class GroundingMetricsCallback(TrainerCallback):
         self.last = values
         if self.trainer is not None:
             self.trainer.log(dict(values))
-        if state.is_world_process_zero and self.log_dir is not None and samples:
-            from torch.utils.tensorboard import SummaryWriter
+        writer = self._tensorboard_writer()
+        if state.is_world_process_zero and writer is not None and samples:
+            writer.add_text("predictions", "\n\n---\n\n".join(samples), state.global_step)
 
-            with SummaryWriter(str(self.log_dir)) as writer:
-                writer.add_text("predictions", "\n\n---\n\n".join(samples), state.global_step)
+    def _tensorboard_writer(self) -> Any:
+        """The writer of the Trainer's ``TensorBoardCallback`` (None without TensorBoard)."""
+        if self.trainer is None:
+            return None
+        from transformers.integrations import TensorBoardCallback
+
+        for callback in self.trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback):
+                return callback.tb_writer
+        return None

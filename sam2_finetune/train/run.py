@@ -352,7 +352,6 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
             options=collator.options,
             seed=config.training.seed,
             batch_size=args.per_device_eval_batch_size,  # what fits next to training
-            log_dir=run_dir / TENSORBOARD_DIR if "tensorboard" in config.output.loggers else None,
         )
     if config.training.early_stopping_patience is not None:
         callbacks["early"] = EarlyStoppingCallback(
