@@ -108,3 +108,23 @@ def test_qlora_keeps_unquantised_parts_in_the_compute_dtype(tiny_dirs):
     assert vision and {p.dtype for p in vision} == {torch.bfloat16}
     assert not any(p.requires_grad for p in vision)
     train_step(prepared)
+
+
+@pytest.mark.slow
+def test_qlora_with_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
+    """Frozen bf16 embeddings under non-reentrant checkpointing: input gradients are enabled,
+    so every adapter of the 4-bit model gets a gradient (what peft's preparation also ensures)."""
+    prepared = prepare_model(
+        options(tiny_dirs, "qwen2_vl", "model.quantization=4bit"),
+        precision="bf16",
+        gradient_checkpointing=True,
+    )
+    assert prepared.model.base_model.model.is_activation_checkpointing
+    embeddings = prepared.model.get_input_embeddings()
+    assert not embeddings.weight.requires_grad and embeddings.weight.dtype == torch.bfloat16
+    inputs = batch(prepared.processor)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = prepared.model(**inputs, labels=inputs["input_ids"]).loss
+    loss.backward()
+    grads = [p.grad for n, p in prepared.model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
