@@ -257,6 +257,14 @@ def main() -> None:
         )
     print(f"params+buffers ours/peft: {ours['bytes'] / peft['bytes']:.3f}x (target <= 0.8x)")
     print(f"peak RSS preparing ours/peft: {ours['peak_prepare'] / peft['peak_prepare']:.3f}x")
+    peaks = {
+        r["variant"]: max(r["peak_load"], r["peak_prepare"], r.get("step", {}).get("peak_rss", 0))
+        for r in (ours, peft)
+    }
+    print(
+        f"peak RSS of the whole process: ours {peaks['ours'] / gib:.2f} GiB, peft "
+        f"{peaks['peft'] / gib:.2f} GiB, {peaks['ours'] / peaks['peft']:.3f}x"
+    )
     if "step" in ours:
         print(
             f"step peak RSS ours/peft: {ours['step']['peak_rss'] / peft['step']['peak_rss']:.3f}x"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 
-def setup(run_dir: Path, steps: int) -> dict[str, Any]:
+def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:
     """The pieces ``train()`` builds for the quick_test preset, with ``steps`` steps."""
     from transformers import set_seed
 
@@ -83,6 +83,7 @@ def setup(run_dir: Path, steps: int) -> dict[str, Any]:
         metric_for_best_model=None,
         greater_is_better=None,
         eval_steps=None,
+        dataloader_num_workers=workers,
     )
     return {
         "config": config,
@@ -209,6 +210,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: the shared 2-core machine)."
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes in both runs (0: what train() uses).",
+    )
     args = parser.parse_args()
     import torch
 
@@ -217,7 +224,7 @@ def main() -> None:
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        parts = setup(Path(tmp) / "run", args.steps)
+        parts = setup(Path(tmp) / "run", args.steps, args.workers)
         batch_size = parts["config"].training.batch_size
 
         # Warm-up run of ours, recording the batches the collator makes for these steps.
@@ -228,7 +235,11 @@ def main() -> None:
             recorded.append(batch)
             return batch
 
+        args_used = parts["args"]
+        # Recorded in this process: a worker process would keep the batches to itself.
+        parts["args"] = dataclasses.replace(args_used, dataloader_num_workers=0)
         our_trainer(parts, record).train()
+        parts["args"] = args_used
         batches = recorded[: args.steps]
         timed(bare_trainer(parts, batches))  # warm-up of the baseline
 
