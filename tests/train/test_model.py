@@ -112,8 +112,9 @@ def test_qlora_keeps_unquantised_parts_in_the_compute_dtype(tiny_dirs):
 
 @pytest.mark.slow
 def test_qlora_with_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
-    """Frozen bf16 embeddings under non-reentrant checkpointing: input gradients are enabled,
-    so every adapter of the 4-bit model gets a gradient (what peft's preparation also ensures)."""
+    """A 4-bit model with frozen bf16 embeddings under checkpointing trains every adapter; the
+    embeddings' output requires grad (``enable_input_require_grads``: prepare_model calls it and
+    transformers' checkpointing does too), which a reentrant checkpoint needs."""
     prepared = prepare_model(
         options(tiny_dirs, "qwen2_vl", "model.quantization=4bit"),
         precision="bf16",
@@ -123,6 +124,7 @@ def test_qlora_with_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
     embeddings = prepared.model.get_input_embeddings()
     assert not embeddings.weight.requires_grad and embeddings.weight.dtype == torch.bfloat16
     inputs = batch(prepared.processor)
+    assert embeddings(inputs["input_ids"]).requires_grad
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = prepared.model(**inputs, labels=inputs["input_ids"]).loss
     loss.backward()
