@@ -87,6 +87,22 @@ def test_lora_with_an_unfrozen_projector_trains_it_in_full(tiny_dirs):
     assert not any("vision_model" in n for n in trainable)
 
 
+def test_bf16_lora_trains_an_unfrozen_projector_in_fp32(tiny_dirs):
+    # peft's modules_to_save copy would be bf16 like the weights: updates rounded away, and
+    # fp16's grad scaler refuses to unscale half-precision gradients.
+    prepared = prepare_model(
+        options(tiny_dirs, "smolvlm", "model.freeze_projector=false"), precision="bf16"
+    )
+    trained = {n: p for n, p in prepared.model.named_parameters() if p.requires_grad}
+    assert any("modules_to_save" in n for n in trained)
+    assert {p.dtype for p in trained.values()} == {torch.float32}
+    frozen = {p.dtype for p in prepared.model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        train_step(prepared)
+    assert all(p.grad is not None for n, p in trained.items() if "connector" in n)
+
+
 def test_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
     prepared = prepare_model(options(tiny_dirs), precision="fp32", gradient_checkpointing=True)
     assert prepared.model.base_model.model.is_activation_checkpointing
