@@ -218,7 +218,8 @@ def test_a_fixed_length_option_takes_exactly_its_count(capsys):
         (["info", "--frames", "f"], "the following arguments are required: EXPORTS"),
         (["split", "data/hf"], "the following arguments are required: --out"),
         (["split", "data/hf", "--out", "o", "--ratios", "0.8", "0.2"], "expected 3 arguments"),
-        (["train"], "the train stage is not built yet"),
+        (["train"], "the following arguments are required: CONFIG"),
+        (["evaluate"], "the evaluate stage is not built yet"),
     ],
 )
 def test_usage_errors_are_one_message(argv, expected, capsys):
