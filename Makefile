@@ -118,6 +118,8 @@ bench: setup ## Run the ingest, convert and validate benchmarks
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/bench_validate.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_kbit_memory.py
 
 clean: ## Remove data/, demo_output/ and caches
 	rm -rf data demo_output .pytest_cache .ruff_cache

@@ -6,7 +6,8 @@ Weights do not change memory, so the peak is the real one for that architecture.
 text-only (random token ids, no image): the vision tower's weights are loaded but it runs no
 forward, so compare against an estimate with the same token count as text and no image tokens.
 For 8/4-bit the random model is saved to a temporary folder and reloaded through bitsandbytes,
-then prepared with peft's ``prepare_model_for_kbit_training`` (what the estimate assumes).
+then prepared with peft's ``prepare_model_for_kbit_training`` (the estimate with
+``upcast_unquantized``; training's own lighter preparation: bench_kbit_memory.py).
 
     python benchmarks/bench_memory.py --checkpoint Qwen/Qwen2-VL-2B-Instruct --quantization 4bit
     python benchmarks/bench_memory.py --checkpoint llava-hf/llava-1.5-7b-hf --tokens 2048 \
@@ -111,6 +112,7 @@ def measure(args: argparse.Namespace) -> dict:
         gradient_checkpointing=args.gradient_checkpointing,
         optimizer="adamw_torch",
         precision="bf16",
+        upcast_unquantized=args.quantization != "none",  # as peft's preparation above
     )
     result = {
         "checkpoint": args.checkpoint,

@@ -7,8 +7,10 @@ The estimate is the sum of seven terms, in bytes (``a`` = 2 for bf16/fp16 activa
     Frozen parameters at ``w`` bytes each. With 8/4-bit quantisation the decoder layers take 1.0
     (LLM.int8) or 0.516 (NF4 + double quantisation: 0.5 + 1/64 for 8-bit block scales + 4/16384
     for their fp32 scales) bytes per parameter; the vision tower, projector, embeddings and output
-    head stay unquantised, at 4 bytes when ``upcast_unquantized`` (what peft's
-    ``prepare_model_for_kbit_training`` does to every non-quantised parameter) else ``w``.
+    head stay unquantised, frozen, at ``w`` bytes: our k-bit preparation
+    (``train.model.prepare_quantized``) keeps them in the compute dtype. ``upcast_unquantized``
+    counts them at 4 bytes instead, what peft's ``prepare_model_for_kbit_training`` does to every
+    non-quantised parameter (measured: benchmarks/bench_kbit_memory.py).
     Trainable base parameters (full fine-tuning, an unfrozen vision tower or projector) are kept
     in fp32: 4 bytes.
 ``adapters``
@@ -211,7 +213,7 @@ def estimate_memory(
     freeze_vision_tower: bool = True,
     freeze_projector: bool = True,
     attn_implementation: AttnImplementation = "sdpa",
-    upcast_unquantized: bool = True,
+    upcast_unquantized: bool = False,
 ) -> MemoryEstimate:
     """Estimate peak GPU memory of one training process (one GPU) for a configuration.
 

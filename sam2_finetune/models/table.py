@@ -139,9 +139,8 @@ def format_models_table(rows: list[ModelsRow], options: ModelsOptions) -> str:
         f"{options.text_tokens} text tokens, LoRA rank {options.lora_rank} on every LM linear "
         f"layer, AdamW, bf16, gradient checkpointing "
         f"{'on' if options.gradient_checkpointing else 'off'}, vision tower frozen.",
-        "QLoRA columns assume peft's prepare_model_for_kbit_training, which upcasts every "
-        "unquantised weight (vision tower, embeddings) to fp32: for small models that costs more "
-        "than quantisation saves.",
+        "QLoRA columns count the unquantised vision tower, embeddings and output head in bf16, "
+        "as training keeps them (peft's prepare_model_for_kbit_training would make them fp32).",
         "UNVERIFIED: not yet compared with a measured GPU peak (no GPU was available); the "
         "formula is in docs/models.md.",
     ]

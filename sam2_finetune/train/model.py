@@ -7,7 +7,8 @@
 2. freeze the vision tower and the projector when the config says so (full fine-tuning), or keep
    them trainable next to the adapters (LoRA: peft's ``modules_to_save``);
 3. for a quantised model, a light k-bit preparation (below);
-4. wrap in LoRA (``method: lora``), the adapters in fp32 (peft's ``autocast_adapter_dtype``);
+4. wrap in LoRA (``method: lora``), the adapters in fp32 (peft's ``autocast_adapter_dtype``), and
+   an unfrozen projector or vision tower (``modules_to_save``) too;
 5. gradient checkpointing, non-reentrant, with input gradients enabled so that it works with
    frozen embeddings.
 
@@ -118,6 +119,8 @@ def prepare_model(
     >>> from sam2_finetune.train.config import load_config  # doctest: +SKIP
     >>> prepared = prepare_model(load_config(preset="quick_test").model, precision="fp32")
     """
+    import torch
+
     family = options.family
     checkpoint = str(options.checkpoint)
     processor = load_processor(checkpoint, family, trust_remote_code=options.trust_remote_code)
@@ -150,6 +153,12 @@ def prepare_model(
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(family, options))
+        # An unfrozen projector or vision tower is trained in full next to the adapters (peft's
+        # modules_to_save copies it in the weights' dtype): its weights, like the adapters', are
+        # fp32, so bf16 does not round its updates away and fp16's grad scaler can unscale them.
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return PreparedModel(model, processor, trainable, total)

@@ -5,6 +5,7 @@ import pytest
 from sam2_finetune.errors import ModelError
 from sam2_finetune.models.memory import (
     OPTIMIZER_BYTES_PER_PARAMETER,
+    QUANTIZED_BYTES_PER_PARAMETER,
     estimate_memory,
     lora_parameters,
     resolve_architecture,
@@ -88,9 +89,25 @@ def test_quantisation_orders_weights_for_large_models(arch):
         for q in ("none", "8bit", "4bit")
     }
     assert weights["none"] > weights["8bit"] > weights["4bit"]
-    # Without peft's fp32 upcast of unquantised weights, quantisation saves even more.
-    plain = estimate_memory(arch, **{**BASE, "quantization": "4bit"}, upcast_unquantized=False)
-    assert plain.weights < weights["4bit"]
+    # peft's fp32 upcast of unquantised weights (not what our preparation does) costs more.
+    upcast = estimate_memory(arch, **{**BASE, "quantization": "4bit"}, upcast_unquantized=True)
+    assert upcast.weights > weights["4bit"]
+
+
+@pytest.mark.parametrize("precision, unquantized_bytes", [("bf16", 2), ("fp16", 2), ("fp32", 4)])
+def test_qlora_counts_unquantised_parts_at_the_compute_dtype(precision, unquantized_bytes):
+    # train.model.prepare_quantized keeps the frozen vision tower, projector, embeddings and
+    # output head in the compute dtype; peft's prepare_model_for_kbit_training makes them fp32.
+    arch = get_checkpoint("Qwen/Qwen2-VL-2B-Instruct").architecture
+    unquantized = arch.vision_parameters + arch.projector_parameters + arch.embedding_parameters
+    ours = estimate_memory(arch, **{**BASE, "precision": precision}).weights
+    peft = estimate_memory(arch, **{**BASE, "precision": precision}, upcast_unquantized=True)
+    assert ours == pytest.approx(
+        QUANTIZED_BYTES_PER_PARAMETER["4bit"] * arch.decoder_parameters
+        + unquantized_bytes * unquantized,
+        abs=1,
+    )
+    assert peft.weights - ours == pytest.approx((4 - unquantized_bytes) * unquantized, abs=1)
 
 
 def test_decoder_quantisation_rates():
@@ -179,7 +196,7 @@ def test_llama_65b_qlora_fits_48_gb():
 
 def test_qlora_7b_vlms_at_short_sequences_land_between_6_and_16_gib():
     # A 7B VLM adds a vision tower and image tokens to the text model. Qwen2.5-VL-7B lands near
-    # the top: its 1.1B untied embedding parameters stay unquantised (fp32 after peft's upcast).
+    # the top: its 1.1B untied embedding parameters stay unquantised (bf16).
     for arch in ("llava", "qwen2_5_vl"):
         gib = total(arch, image_tokens=576, seq_len=256, optimizer="paged_adamw_8bit") / GIB
         assert 6 < gib < 16, arch

@@ -87,6 +87,22 @@ def test_lora_with_an_unfrozen_projector_trains_it_in_full(tiny_dirs):
     assert not any("vision_model" in n for n in trainable)
 
 
+def test_bf16_lora_trains_an_unfrozen_projector_in_fp32(tiny_dirs):
+    # peft's modules_to_save copy would be bf16 like the weights: updates rounded away, and
+    # fp16's grad scaler refuses to unscale half-precision gradients.
+    prepared = prepare_model(
+        options(tiny_dirs, "smolvlm", "model.freeze_projector=false"), precision="bf16"
+    )
+    trained = {n: p for n, p in prepared.model.named_parameters() if p.requires_grad}
+    assert any("modules_to_save" in n for n in trained)
+    assert {p.dtype for p in trained.values()} == {torch.float32}
+    frozen = {p.dtype for p in prepared.model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        train_step(prepared)
+    assert all(p.grad is not None for n, p in trained.items() if "connector" in n)
+
+
 def test_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
     prepared = prepare_model(options(tiny_dirs), precision="fp32", gradient_checkpointing=True)
     assert prepared.model.base_model.model.is_activation_checkpointing
@@ -108,3 +124,25 @@ def test_qlora_keeps_unquantised_parts_in_the_compute_dtype(tiny_dirs):
     assert vision and {p.dtype for p in vision} == {torch.bfloat16}
     assert not any(p.requires_grad for p in vision)
     train_step(prepared)
+
+
+@pytest.mark.slow
+def test_qlora_with_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
+    """A 4-bit model with frozen bf16 embeddings under checkpointing trains every adapter; the
+    embeddings' output requires grad (``enable_input_require_grads``: prepare_model calls it and
+    transformers' checkpointing does too), which a reentrant checkpoint needs."""
+    prepared = prepare_model(
+        options(tiny_dirs, "qwen2_vl", "model.quantization=4bit"),
+        precision="bf16",
+        gradient_checkpointing=True,
+    )
+    assert prepared.model.base_model.model.is_activation_checkpointing
+    embeddings = prepared.model.get_input_embeddings()
+    assert not embeddings.weight.requires_grad and embeddings.weight.dtype == torch.bfloat16
+    inputs = batch(prepared.processor)
+    assert embeddings(inputs["input_ids"]).requires_grad
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = prepared.model(**inputs, labels=inputs["input_ids"]).loss
+    loss.backward()
+    grads = [p.grad for n, p in prepared.model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
