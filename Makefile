@@ -120,6 +120,8 @@ bench: setup ## Run the ingest, convert and validate benchmarks
 	$(BIN)/python benchmarks/bench_validate.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_kbit_memory.py
+	$(BIN)/python benchmarks/bench_augment.py
+	$(BIN)/python benchmarks/bench_timing.py
 
 clean: ## Remove data/, demo_output/ and caches
 	rm -rf data demo_output .pytest_cache .ruff_cache
