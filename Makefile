@@ -114,7 +114,7 @@ evaluate export: ## Not built yet (says so)
 	@echo "make $@: the $@ stage is not built yet (see the stage table in README.md)." >&2
 	@exit 2
 
-bench: setup ## Run the ingest, convert and validate benchmarks
+bench: setup ## Run the benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/bench_validate.py
