@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
-from sam2_finetune.convert import ConvertOptions, convert  # noqa: E402
 from sam2_finetune.dataset import category_names, load_canonical  # noqa: E402
 from sam2_finetune.evaluate.generate import generate_answers  # noqa: E402
 from sam2_finetune.models.loading import load_model, load_processor  # noqa: E402
@@ -28,16 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory):
-    out = tmp_path_factory.mktemp("memorise") / "hf"
-    convert(
-        ConvertOptions(
-            exports=[SAMPLE / "street_scene.zip"],
-            frames=[str(SAMPLE / "street_scene_frames")],
-            to="hf",
-            out=out,
-        )
-    )
+def rows(raw_dataset):
+    out = raw_dataset
     dataset = load_canonical(out)
     return [dataset[i] for i in range(4)], category_names(dataset)
 

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("torch")
 
-from sam2_finetune.convert import ConvertOptions, convert
 from sam2_finetune.errors import OptionsError
 from sam2_finetune.train import load_config, train
 from sam2_finetune.train.callbacks import read_metrics
@@ -19,20 +18,6 @@ from sam2_finetune.train.callbacks import read_metrics
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def raw_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("grounding") / "hf"
-    convert(
-        ConvertOptions(
-            exports=[SAMPLE / "street_scene.zip"],
-            frames=[str(SAMPLE / "street_scene_frames")],
-            to="hf",
-            out=out,
-        )
-    )
-    return out
 
 
 def config_for(dataset, run_dir, *overrides):

@@ -287,22 +287,6 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def raw_dataset(tmp_path_factory):
-    from sam2_finetune.convert import ConvertOptions, convert
-
-    out = tmp_path_factory.mktemp("mp") / "hf"
-    convert(
-        ConvertOptions(
-            exports=[SAMPLE / "street_scene.zip"],
-            frames=[str(SAMPLE / "street_scene_frames")],
-            to="hf",
-            out=out,
-        )
-    )
-    return out
-
-
 @pytest.mark.slow
 def test_two_processes_train_one_model_and_only_rank_0_writes(raw_dataset, tmp_path):
     torch = pytest.importorskip("torch")

@@ -30,21 +30,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def raw_dataset(tmp_path_factory):
-    """The street scene with its raw frames (no overlays), as a canonical dataset."""
-    out = tmp_path_factory.mktemp("run") / "hf"
-    convert(
-        ConvertOptions(
-            exports=[SAMPLE / "street_scene.zip"],
-            frames=[str(SAMPLE / "street_scene_frames")],
-            to="hf",
-            out=out,
-        )
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
 def overlay_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "overlays"
     convert(ConvertOptions(exports=[SAMPLE / "kitchen.zip"], to="hf", out=out))
