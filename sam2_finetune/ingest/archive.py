@@ -270,6 +270,7 @@ class ArchiveSource:
                     f"this is the export's {path.name}, not the export",
                     file=path,
                     expected="a sam2_export_*.zip or the folder holding annotations.json",
+                    found=f"the file {path.name}",
                     fix=f"pass its folder instead: {path.parent}",
                 )
             )
