@@ -18,9 +18,26 @@ from sam2_finetune.models.registry import FAMILIES, get_family, image_tokens
 
 # One side of a frame, for the --frame-size options of `models` and `check`.
 FrameSide = Annotated[int, Field(ge=1, le=32_768)]
+# The example every estimate is made for unless told otherwise: one 720p frame, 256 text tokens.
+DEFAULT_FRAME_SIZE = (1280, 720)
+DEFAULT_TEXT_TOKENS = 256
 
 
-class ModelsOptions(BaseModel):
+class ExampleSizeOptions(BaseModel):
+    """The example a memory estimate is made for, declared once for ``models`` and ``check``."""
+
+    frame_size: list[FrameSide] = Field(
+        list(DEFAULT_FRAME_SIZE),
+        description="Frame width and height in pixels, for image tokens and memory.",
+        min_length=2,
+        max_length=2,
+    )
+    text_tokens: int = Field(
+        DEFAULT_TEXT_TOKENS, ge=1, le=32768, description="Prompt + answer tokens per example."
+    )
+
+
+class ModelsOptions(ExampleSizeOptions):
     """List the supported model families and checkpoints with GPU memory estimates for LoRA
     (16-bit), QLoRA 8-bit and QLoRA 4-bit fine-tuning at one standard setting."""
 
@@ -31,13 +48,6 @@ class ModelsOptions(BaseModel):
         description="Only these families (default: all).",
         json_schema_extra={"positional": True},
     )
-    frame_size: list[FrameSide] = Field(
-        [1280, 720],
-        description="Frame width and height in pixels, for the image-token count.",
-        min_length=2,
-        max_length=2,
-    )
-    text_tokens: int = Field(256, ge=1, le=32768, description="Prompt + answer tokens per sample.")
     batch_size: int = Field(1, ge=1, le=1024, description="Samples per device step.")
     lora_rank: int = Field(16, ge=1, le=1024, description="LoRA rank.")
     gradient_checkpointing: bool = Field(True, description="Estimate with gradient checkpointing.")

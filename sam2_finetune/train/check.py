@@ -43,7 +43,11 @@ from sam2_finetune.models.registry import (
     get_checkpoint,
     image_tokens,
 )
-from sam2_finetune.models.table import FrameSide
+from sam2_finetune.models.table import (
+    DEFAULT_FRAME_SIZE,
+    DEFAULT_TEXT_TOKENS,
+    ExampleSizeOptions,
+)
 from sam2_finetune.models.tiny import TINY_PREFIX, TINY_TEXT_CONFIG
 from sam2_finetune.train.config import ConfigArguments, TrainConfig
 
@@ -205,8 +209,8 @@ def check_config(
     config: TrainConfig,
     facts: HardwareFacts,
     *,
-    frame_size: tuple[int, int] = (1280, 720),
-    text_tokens: int = 256,
+    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    text_tokens: int = DEFAULT_TEXT_TOKENS,
 ) -> CheckReport:
     """Findings about running ``config`` on a machine described by ``facts``.
 
@@ -739,18 +743,11 @@ def format_report(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-class CheckOptions(ConfigArguments):
+class CheckOptions(ConfigArguments, ExampleSizeOptions):
     """Check this machine against a training config: CUDA, GPU memory against the estimate, bf16,
     bitsandbytes, library versions, and settings that work but hurt. Exits 1 on a blocking
     problem."""
 
-    frame_size: list[FrameSide] = Field(
-        [1280, 720],
-        min_length=2,
-        max_length=2,
-        description="Frame width and height in pixels, for image tokens and memory.",
-    )
-    text_tokens: int = Field(256, ge=1, le=32768, description="Prompt + answer tokens per example.")
     json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
 
 
