@@ -39,9 +39,8 @@ def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:
     """The pieces ``train()`` builds for the quick_test preset, with ``steps`` steps."""
     from transformers import set_seed
 
-    from sam2_finetune.tasks import ExampleOptions
     from sam2_finetune.train.arguments import training_arguments
-    from sam2_finetune.train.collator import VisionLanguageCollator
+    from sam2_finetune.train.collator import collator_for_config
     from sam2_finetune.train.config import load_config
     from sam2_finetune.train.data import load_training_data, prepare_split_folder
     from sam2_finetune.train.model import prepare_model
@@ -60,17 +59,7 @@ def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:
     data = load_training_data(config, run_dir)
     set_seed(config.training.seed)
     prepared = prepare_model(config.model, precision="fp32", gradient_checkpointing=False)
-    collator = VisionLanguageCollator(
-        processor=prepared.processor,
-        family=config.model.family,
-        answer_format=str(config.data.answer_format),
-        vocabulary=data.labels,
-        options=ExampleOptions.model_validate(
-            {name: getattr(config.data, name) for name in ExampleOptions.model_fields}
-        ),
-        seed=config.training.seed,
-        max_length=config.data.max_length,
-    )
+    collator = collator_for_config(config, prepared.processor, data.labels)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     args = training_arguments(config, run_dir, device="cpu", precision="fp32")
     # Checkpoints and evaluation are not the training step: off in both runs.

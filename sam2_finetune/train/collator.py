@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sam2_finetune.answer_formats import get_format, render_answer
 from sam2_finetune.errors import DatasetError, describe
@@ -39,6 +39,9 @@ from sam2_finetune.models.chat import (
 )
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
 from sam2_finetune.train.augment import AugmentOptions, augment_rng, augment_row
+
+if TYPE_CHECKING:
+    from sam2_finetune.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +258,22 @@ class VisionLanguageCollator:
                 )
             batch = self._process(items)
         return batch
+
+
+def collator_for_config(
+    config: TrainConfig, processor: Any, labels: Sequence[str]
+) -> VisionLanguageCollator:
+    """The collator a run of ``config`` trains with (``labels``: the dataset's vocabulary)."""
+    data = config.data
+    return VisionLanguageCollator(
+        processor=processor,
+        family=config.model.family,
+        answer_format=str(data.answer_format),
+        vocabulary=labels,
+        options=ExampleOptions.model_validate(
+            {name: getattr(data, name) for name in ExampleOptions.model_fields}
+        ),
+        seed=config.training.seed,
+        max_length=data.max_length,
+        augment=data.augment,
+    )

@@ -285,7 +285,6 @@ def _run(
     from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, set_seed
 
     from sam2_finetune.models.tiny import resolve_checkpoint
-    from sam2_finetune.tasks import ExampleOptions
     from sam2_finetune.train.arguments import training_arguments
     from sam2_finetune.train.callbacks import (
         BEST_DIR,
@@ -299,7 +298,7 @@ def _run(
         NonFiniteLossCallback,
         ProgressBarCallback,
     )
-    from sam2_finetune.train.collator import VisionLanguageCollator
+    from sam2_finetune.train.collator import collator_for_config
     from sam2_finetune.train.config import save_resolved_config
     from sam2_finetune.train.data import load_training_data, prepare_split_folder, write_manifest
     from sam2_finetune.train.model import prepare_model
@@ -341,18 +340,7 @@ def _run(
         precision=precision,
         gradient_checkpointing=config.training.gradient_checkpointing,
     )
-    collator = VisionLanguageCollator(
-        processor=prepared.processor,
-        family=config.model.family,
-        answer_format=str(config.data.answer_format),
-        vocabulary=data.labels,
-        options=ExampleOptions.model_validate(
-            {name: getattr(config.data, name) for name in ExampleOptions.model_fields}
-        ),
-        seed=config.training.seed,
-        max_length=config.data.max_length,
-        augment=config.data.augment,
-    )
+    collator = collator_for_config(config, prepared.processor, data.labels)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
     args = training_arguments(config, run_dir, device=device, precision=precision)
     callbacks: dict[str, Any] = {
