@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 CHECKPOINTS_DIR = "checkpoints"
 
 
+def check_precision(device: str, precision: str) -> None:
+    """Refuse fp16 on the CPU (the Trainer accepts it and silently trains in fp32)."""
+    if device == "cpu" and precision == "fp16":
+        raise OptionsError(
+            describe(
+                "the CPU has no fp16 training: the Trainer would silently run in fp32",
+                field="training.precision",
+                expected="fp32 or bf16 on the CPU",
+                found="fp16",
+                fix="set training.precision=fp32 (or bf16 on a CPU with AVX512-BF16 / AMX), "
+                "or train on a GPU",
+            )
+        )
+
+
 def training_arguments(
     config: TrainConfig,
     run_dir: str | Path,
@@ -45,17 +60,7 @@ def training_arguments(
     from transformers import TrainingArguments
 
     training = config.training
-    if device == "cpu" and precision == "fp16":
-        raise OptionsError(
-            describe(
-                "the CPU has no fp16 training: the Trainer would silently run in fp32",
-                field="training.precision",
-                expected="fp32 or bf16 on the CPU",
-                found="fp16",
-                fix="set training.precision=fp32 (or bf16 on a CPU with AVX512-BF16 / AMX), "
-                "or train on a GPU",
-            )
-        )
+    check_precision(device, precision)
     evaluate = training.eval_steps is not None and config.data.eval_split is not None
     best = training.metric_for_best_model if evaluate else None
     return TrainingArguments(

@@ -239,6 +239,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     import torch
 
     from sam2_finetune.models.tiny import TINY_PREFIX
+    from sam2_finetune.train.arguments import check_precision
     from sam2_finetune.train.check import (
         check_config,
         format_report,
@@ -258,6 +259,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
             + "\nFix: change the options named above (`sam2-finetune check CONFIG` shows them)."
         )
     device, precision = resolve_device(config, facts), resolve_precision(config, facts)
+    check_precision(device, precision)  # before anything is written or loaded
     threads = torch.get_num_threads()
     if device == "cpu" and str(config.model.checkpoint).startswith(TINY_PREFIX):
         # A tiny model's 64-wide matrices are too small to split between threads: one thread
@@ -317,71 +319,72 @@ def _run(
             prepare_split_folder(config, run_dir)
         state.wait_for_everyone()
         data = load_training_data(config, run_dir)
+        if state.is_main_process:
+            write_manifest(data, run_dir)
+
+        # A `tiny:` checkpoint is built into the cache by the main process alone: under
+        # torch.distributed, transformers writes a model's weights on rank 0 only, so a copy another
+        # rank built (and won the race to place) would have none.
+        if state.is_main_process:
+            resolve_checkpoint(config.model.checkpoint)
+        state.wait_for_everyone()
+        # LoRA's A matrices (and a full model's new heads) are drawn when the model is prepared,
+        # before the Trainer seeds anything: seed here so that a run is reproducible.
+        set_seed(config.training.seed)
+        prepared = prepare_model(
+            config.model,
+            precision=precision,
+            gradient_checkpointing=config.training.gradient_checkpointing,
+        )
+        collator = collator_for_config(config, prepared.processor, data.labels)
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
+        args = training_arguments(config, run_dir, device=device, precision=precision)
+        callbacks: dict[str, Any] = {
+            "metrics": MetricsFileCallback(run_dir),
+            "best": BestCheckpointCallback(run_dir),
+            "progress": ProgressBarCallback(),
+            "nonfinite": NonFiniteLossCallback(),
+            "interrupt": InterruptCallback(),
+            "epoch": EpochCallback(collator),
+            "augment": AugmentCallback(collator),
+        }
+        samples = config.training.eval_generation_samples
+        if data.eval is not None and args.eval_strategy != "no" and samples > 0:
+            # Before "early": early stopping reads the metrics this callback adds.
+            callbacks["grounding"] = GroundingMetricsCallback(
+                data.eval.select(range(min(samples, len(data.eval)))),
+                processor=prepared.processor,
+                family=config.model.family,
+                answer_format=str(config.data.answer_format),
+                labels=data.labels,
+                options=collator.options,
+                seed=config.training.seed,
+                batch_size=args.per_device_eval_batch_size,  # what fits next to training
+            )
+        if config.training.early_stopping_patience is not None:
+            callbacks["early"] = EarlyStoppingCallback(
+                early_stopping_patience=config.training.early_stopping_patience,
+                early_stopping_threshold=config.training.early_stopping_threshold,
+            )
+        trainer = Trainer(
+            model=prepared.model,
+            args=args,
+            train_dataset=data.train,
+            eval_dataset=data.eval,
+            data_collator=collator,
+            processing_class=prepared.processor,
+            callbacks=list(callbacks.values()),
+        )
+        trainer.remove_callback(ProgressCallback)
+        if "grounding" in callbacks:
+            callbacks["grounding"].trainer = trainer  # it logs its metrics through trainer.log
     except BaseException:
-        # Nothing trained yet: a new run folder goes, so fixing the input and running the same
+        # Nothing trained yet (bad data, a model that cannot load, options the Trainer refuses):
+        # a new run folder goes, so fixing the cause and running the same
         # command again works (a resumed run's folder is kept as it was).
         if state.is_main_process and checkpoint is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    if state.is_main_process:
-        write_manifest(data, run_dir)
-
-    # A `tiny:` checkpoint is built into the cache by the main process alone: under
-    # torch.distributed, transformers writes a model's weights on rank 0 only, so a copy another
-    # rank built (and won the race to place) would have none.
-    if state.is_main_process:
-        resolve_checkpoint(config.model.checkpoint)
-    state.wait_for_everyone()
-    # LoRA's A matrices (and a full model's new heads) are drawn when the model is prepared,
-    # before the Trainer seeds anything: seed here so that a run is reproducible.
-    set_seed(config.training.seed)
-    prepared = prepare_model(
-        config.model,
-        precision=precision,
-        gradient_checkpointing=config.training.gradient_checkpointing,
-    )
-    collator = collator_for_config(config, prepared.processor, data.labels)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
-    args = training_arguments(config, run_dir, device=device, precision=precision)
-    callbacks: dict[str, Any] = {
-        "metrics": MetricsFileCallback(run_dir),
-        "best": BestCheckpointCallback(run_dir),
-        "progress": ProgressBarCallback(),
-        "nonfinite": NonFiniteLossCallback(),
-        "interrupt": InterruptCallback(),
-        "epoch": EpochCallback(collator),
-        "augment": AugmentCallback(collator),
-    }
-    samples = config.training.eval_generation_samples
-    if data.eval is not None and args.eval_strategy != "no" and samples > 0:
-        # Before "early": early stopping reads the metrics this callback adds.
-        callbacks["grounding"] = GroundingMetricsCallback(
-            data.eval.select(range(min(samples, len(data.eval)))),
-            processor=prepared.processor,
-            family=config.model.family,
-            answer_format=str(config.data.answer_format),
-            labels=data.labels,
-            options=collator.options,
-            seed=config.training.seed,
-            batch_size=args.per_device_eval_batch_size,  # what fits next to training
-        )
-    if config.training.early_stopping_patience is not None:
-        callbacks["early"] = EarlyStoppingCallback(
-            early_stopping_patience=config.training.early_stopping_patience,
-            early_stopping_threshold=config.training.early_stopping_threshold,
-        )
-    trainer = Trainer(
-        model=prepared.model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        data_collator=collator,
-        processing_class=prepared.processor,
-        callbacks=list(callbacks.values()),
-    )
-    trainer.remove_callback(ProgressCallback)
-    if "grounding" in callbacks:
-        callbacks["grounding"].trainer = trainer  # it logs its metrics through trainer.log
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError:

@@ -171,3 +171,19 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(raw_dataset, tmp_pat
     losses = [r["loss"] for r in read_metrics(run_dir) if "loss" in r]
     assert [r["step"] for r in read_metrics(run_dir) if "loss" in r] == list(range(1, steps + 1))
     assert losses == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_start_that_fails_leaves_no_run_folder(raw_dataset, tmp_path):
+    """Refused options, or a model that cannot load once the data is prepared: the same command
+    works again once the cause is fixed (no half-made run folder in the way)."""
+    from sam2_finetune.errors import ModelError, OptionsError
+
+    with pytest.raises(OptionsError, match="fp16"):
+        train(config_for(raw_dataset, tmp_path / "a", "training.precision=fp16"))
+    assert not (tmp_path / "a").exists()
+    missing = tmp_path / "no-such-model"
+    # (room for a real model's image tokens, so that `check` lets it through to the loading)
+    other = [f"model.checkpoint={missing}", "data.max_length=8192", "training.learning_rate=1e-4"]
+    with pytest.raises(ModelError, match="no-such-model"):
+        train(config_for(raw_dataset, tmp_path / "b", *other))
+    assert not (tmp_path / "b").exists()
