@@ -367,6 +367,22 @@ class InterruptCallback(TrainerCallback):
         self._previous.clear()
 
 
+def prediction_picture(image: Any, truth: Any, parsed: Any) -> Any:
+    """``image`` as an RGB ``uint8`` array (height, width, 3) with the true boxes in green and
+    the predicted ones in red, each with its label: what TensorBoard shows per evaluation."""
+    import numpy as np
+    from PIL import ImageDraw
+
+    picture = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(picture)
+    for objects, colour in ((truth.objects, (40, 200, 60)), (parsed.objects, (230, 40, 40))):
+        for obj in objects:
+            x, y, w, h = obj.bbox
+            draw.rectangle((x, y, x + w, y + h), outline=colour, width=2)
+            draw.text((x + 2, y + 1), obj.label, fill=colour)
+    return np.asarray(picture)
+
+
 class GroundingMetricsCallback(TrainerCallback):
     """At each evaluation, generates answers on a fixed validation subset and scores them.
 
@@ -432,6 +448,7 @@ class GroundingMetricsCallback(TrainerCallback):
         self.seed = seed
         self.batch_size = batch_size
         self.text_samples = text_samples
+        self.pictures: list[Any] = []  # the last evaluation's, for TensorBoard
         self.trainer: Any = None
         self.last: dict[str, float] = {}
         self._cached: list[tuple[Any, Any, Any]] | None = None
@@ -460,7 +477,8 @@ class GroundingMetricsCallback(TrainerCallback):
         return items
 
     def scores(self, model: Any) -> tuple[dict[str, float], list[str]]:
-        """``({"eval_map50": ..., ...}, text samples)`` of ``model`` on the subset."""
+        """``({"eval_map50": ..., ...}, text samples)`` of ``model`` on the subset; the first
+        ``text_samples`` pictures (truth green, prediction red) are kept in ``pictures``."""
         from sam2_finetune.evaluate.generate import GenerationOptions, generate_answers
         from sam2_finetune.metrics import MetricsAccumulator, summary
 
@@ -484,7 +502,8 @@ class GroundingMetricsCallback(TrainerCallback):
         )
         accumulator = MetricsAccumulator(self.labels)
         samples = []
-        for (_, example, truth), answer in zip(items, generated, strict=True):
+        self.pictures = []
+        for (image, example, truth), answer in zip(items, generated, strict=True):
             label = None if example.task == "detect" else example.labels[0]
             accumulator.add(truth, example.task, answer.parsed, label)
             if len(samples) < self.text_samples:
@@ -493,6 +512,7 @@ class GroundingMetricsCallback(TrainerCallback):
                     f"- truth: `{example.answer}`\n- predicted: `{answer.text[:500]}`"
                     f"{'' if answer.parsed.ok else ' (parse failure)'}"
                 )
+                self.pictures.append(prediction_picture(image, truth, answer.parsed))
         values = summary(accumulator.result())
         for key in ("map", "map50", "mean_iou"):
             values.setdefault(key, float("nan"))
@@ -517,6 +537,8 @@ class GroundingMetricsCallback(TrainerCallback):
         writer = self._tensorboard_writer()
         if state.is_world_process_zero and writer is not None and samples:
             writer.add_text("predictions", "\n\n---\n\n".join(samples), state.global_step)
+            for i, picture in enumerate(self.pictures):
+                writer.add_image(f"predictions/{i}", picture, state.global_step, dataformats="HWC")
 
     def _tensorboard_writer(self) -> Any:
         """The writer of the Trainer's ``TensorBoardCallback`` (None without TensorBoard)."""

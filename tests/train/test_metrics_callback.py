@@ -65,6 +65,7 @@ def test_map50_picks_the_best_checkpoint_and_is_logged(raw_dataset, tmp_path):
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0})
     events.Reload()
     assert any(tag.startswith("predictions") for tag in events.Tags()["tensors"])
+    assert any(tag.startswith("predictions/") for tag in events.Tags()["images"])
     assert "eval/map50" in events.Tags()["scalars"]
 
 
@@ -76,3 +77,20 @@ def test_map50_without_generation_is_refused_with_the_fix(raw_dataset, tmp_path)
             "training.metric_for_best_model=map50",
             "training.eval_generation_samples=0",
         )
+
+
+def test_prediction_pictures_draw_truth_green_and_prediction_red():
+    from PIL import Image
+
+    from sam2_finetune.answer_formats import AnswerObject, ParsedAnswer
+    from sam2_finetune.metrics import GroundTruth, GroundTruthObject
+    from sam2_finetune.train.callbacks import prediction_picture
+
+    image = Image.new("RGB", (64, 48), (0, 0, 0))
+    truth = GroundTruth("v/000000", "v", 64, 48, (GroundTruthObject("car", (4, 4, 20, 20)),))
+    parsed = ParsedAnswer([AnswerObject("car", (30, 10, 20, 30))], None, True, [])
+    picture = prediction_picture(image, truth, parsed)
+    assert picture.shape == (48, 64, 3)
+    assert tuple(picture[24, 4]) == (40, 200, 60)  # the true box's left edge
+    assert tuple(picture[25, 30]) == (230, 40, 40)  # the predicted box's left edge
+    assert tuple(picture[40, 10]) == (0, 0, 0)  # outside both boxes: the image
