@@ -30,9 +30,10 @@ import os
 import statistics
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 from typing import Any
+
+from sam2_finetune.train.collator import row_image  # the floor decodes as the collator does
 
 
 def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:
@@ -139,17 +140,6 @@ def timed(trainer: Any) -> float:
     return time.perf_counter() - started
 
 
-def floor_image(row: dict[str, Any]) -> Any:
-    """Decode a row's image the plainest way."""
-    from PIL import Image
-
-    image = row["image"]
-    if isinstance(image, dict):
-        data = image.get("bytes")
-        image = Image.open(BytesIO(data) if data is not None else image["path"])
-    return image.convert("RGB")
-
-
 def collator_vs_floor(parts: dict[str, Any], batch_size: int, batches: int, repeat: int) -> dict:
     """(b): seconds per batch of our collator and of its floor, per repeat."""
     data, collator, processor = parts["data"].train, parts["collator"], parts["processor"]
@@ -179,7 +169,7 @@ def collator_vs_floor(parts: dict[str, Any], batch_size: int, batches: int, repe
             spent_ours += time.perf_counter() - started
             rows = [data[i] for i in group]
             started = time.perf_counter()
-            images = [[floor_image(row)] for row in rows]
+            images = [[row_image(row)] for row in rows]
             processor(text=text, images=images, padding=True, return_tensors="pt")
             spent_floor += time.perf_counter() - started
         if run == 0:

@@ -244,13 +244,23 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
         check_config,
         format_report,
         gather_hardware_facts,
+        needs_bitsandbytes,
         resolve_device,
         resolve_precision,
     )
 
+    if resume and config.output.run_dir is None:
+        raise TrainingError(
+            describe(
+                "--resume needs the run's folder, and the config names none (each new run gets "
+                "its own runs/<family>-<time> folder)",
+                field="output.run_dir",
+                fix="add --set output.run_dir=RUN_DIR, the folder of the run to continue",
+            )
+        )
     started = time.perf_counter()
     run_dir = Path(config.output.run_dir or default_run_dir(config))
-    facts = gather_hardware_facts()
+    facts = gather_hardware_facts(probe_bitsandbytes=needs_bitsandbytes(config))
     report = check_config(config, facts)
     if not report.ok:
         raise OptionsError(

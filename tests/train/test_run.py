@@ -187,3 +187,22 @@ def test_a_start_that_fails_leaves_no_run_folder(raw_dataset, tmp_path):
     with pytest.raises(ModelError, match="no-such-model"):
         train(config_for(raw_dataset, tmp_path / "b", *other))
     assert not (tmp_path / "b").exists()
+
+
+def test_resume_without_a_run_folder_says_which_option_names_it(raw_dataset):
+    config = config_for(raw_dataset, "unused")
+    config = config.model_copy(
+        update={"output": config.output.model_copy(update={"run_dir": None})}
+    )
+    with pytest.raises(TrainingError, match=r"output.run_dir.*--set output.run_dir=RUN_DIR"):
+        train(config, resume=True)
+
+
+def test_a_lora_run_skips_the_4bit_probe(raw_dataset, tmp_path, monkeypatch):
+    """Only quantised runs run bitsandbytes' 4-bit probe (a real quantised layer per start)."""
+    from sam2_finetune.train import check
+
+    probed = []
+    monkeypatch.setattr(check, "probe_4bit", lambda device: probed.append(device))
+    train(config_for(raw_dataset, tmp_path / "run", "training.max_steps=1"))
+    assert probed == []
