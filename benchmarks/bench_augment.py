@@ -19,9 +19,9 @@ import time
 import numpy as np
 from PIL import Image
 
+from sam2_finetune.dataset import row_image
 from sam2_finetune.masks import rle_encode
 from sam2_finetune.train.augment import AugmentOptions, augment_rng, augment_row
-from sam2_finetune.train.collator import row_image
 
 W, H = 1280, 720
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sam2_finetune.train.collator import row_image  # the floor decodes as the collator does
+from sam2_finetune.dataset import row_image  # the floor decodes as the collator does
 
 
 def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:

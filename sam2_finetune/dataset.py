@@ -18,9 +18,10 @@ Columns follow the Hub's object-detection convention; ``objects`` is a list of d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sam2_finetune.errors import DatasetError, describe
 
@@ -163,3 +164,14 @@ def _refuse_exports(path: Path) -> None:
             "then pass data/hf",
         )
     )
+
+
+def row_image(row: Mapping[str, Any]) -> Any:
+    """The row's frame as an RGB ``PIL.Image`` (decoded ``datasets.Image`` or raw bytes)."""
+    from PIL import Image
+
+    image = row["image"]
+    if isinstance(image, Mapping):
+        data = image.get("bytes")
+        image = Image.open(BytesIO(data) if data is not None else image["path"])
+    return image.convert("RGB")

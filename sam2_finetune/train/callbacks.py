@@ -30,6 +30,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from sam2_finetune.models.record import RECORD_NAME
 from sam2_finetune.outputs import atomic_output_dir
 
 METRICS_FILE = "metrics.jsonl"
@@ -134,6 +135,9 @@ class BestCheckpointCallback(TrainerCallback):
         }
         with atomic_output_dir(self.best_dir, overwrite=True) as tmp:
             copy_for_inference(Path(best), tmp)
+            record = self.best_dir.parent / RECORD_NAME  # the run's (train() writes it)
+            if record.is_file():
+                shutil.copy2(record, tmp / RECORD_NAME)
             (tmp / BEST_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
@@ -455,10 +459,10 @@ class GroundingMetricsCallback(TrainerCallback):
 
     def _items(self) -> list[tuple[Any, Any, Any]]:
         from sam2_finetune.answer_formats import get_format
+        from sam2_finetune.dataset import row_image
         from sam2_finetune.metrics import ground_truth
         from sam2_finetune.models.chat import processor_resized_wh
         from sam2_finetune.tasks import examples_for_row
-        from sam2_finetune.train.collator import row_image
 
         needs_resized = get_format(self.answer_format).needs_resized_wh
         items = []

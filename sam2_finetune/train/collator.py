@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from sam2_finetune.answer_formats import get_format, render_answer
+from sam2_finetune.dataset import row_image
 from sam2_finetune.errors import DatasetError, describe
 from sam2_finetune.models.chat import (
     chat_texts,
@@ -46,17 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-
-
-def row_image(row: Mapping[str, Any]) -> Any:
-    """The row's frame as an RGB ``PIL.Image`` (decoded ``datasets.Image`` or raw bytes)."""
-    from PIL import Image
-
-    image = row["image"]
-    if isinstance(image, Mapping):
-        data = image.get("bytes")
-        image = Image.open(BytesIO(data) if data is not None else image["path"])
-    return image.convert("RGB")
 
 
 @dataclass

@@ -32,6 +32,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from sam2_finetune.errors import OptionsError, OutputExistsError, Sam2FinetuneError, describe
+from sam2_finetune.models.record import (
+    RECORD_NAME,
+    ImageSettings,
+    InferenceRecord,
+    library_versions,
+    write_record,
+)
 from sam2_finetune.outputs import atomic_output_dir, atomic_write_text
 from sam2_finetune.train.config import (
     RESOLVED_CONFIG_NAME,
@@ -214,16 +221,29 @@ def _stop_reason(trainer: Trainer, callbacks: dict[str, Any]) -> str:
     return "epochs"
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("sam2-finetune", "transformers", "peft", "torch", "accelerate", "bitsandbytes"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
+def inference_record(config: TrainConfig, labels: list[str]) -> InferenceRecord:
+    """What inference must reproduce of a run of ``config`` on ``labels`` (the run writes it as
+    ``sam2_finetune.json``; see :mod:`sam2_finetune.models.record`)."""
+    data = config.data
+    answer_format = str(data.answer_format)
+    return InferenceRecord(
+        family=config.model.family,
+        base_model=str(config.model.checkpoint),
+        method=config.model.method,
+        quantization=config.model.quantization,
+        trust_remote_code=config.model.trust_remote_code,
+        answer_format=answer_format,
+        labels=list(labels),
+        task_mix=data.task_weights(answer_format),
+        max_polygon_points=data.max_polygon_points,
+        image=ImageSettings(
+            min_pixels=data.min_pixels,
+            max_pixels=data.max_pixels,
+            longest_edge=data.longest_edge,
+            max_slices=data.max_slices,
+        ),
+        versions=library_versions(),
+    )
 
 
 def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResult:
@@ -331,6 +351,7 @@ def _run(
         data = load_training_data(config, run_dir)
         if state.is_main_process:
             write_manifest(data, run_dir)
+            write_record(inference_record(config, data.labels), run_dir)
 
         # A `tiny:` checkpoint is built into the cache by the main process alone: under
         # torch.distributed, transformers writes a model's weights on rank 0 only, so a copy another
@@ -426,6 +447,7 @@ def _run(
         with writer as folder:
             trainer.save_model(str(folder))
             if state.is_main_process:
+                shutil.copy2(run_dir / RECORD_NAME, folder / RECORD_NAME)
                 (folder / BEST_INFO).write_text(
                     json.dumps({"checkpoint": None, "step": trainer.state.global_step}) + "\n"
                 )
@@ -457,7 +479,7 @@ def _run(
             "total_parameters": prepared.total_parameters,
             "allow_overlays": config.data.allow_overlays,
             "data": data.manifest["splits"],
-            "versions": _versions(),
+            "versions": library_versions(),
         }
         atomic_write_text(result.summary_path, json.dumps(summary, indent=2) + "\n", overwrite=True)
     return result

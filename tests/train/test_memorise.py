@@ -12,13 +12,17 @@ torch = pytest.importorskip("torch")
 
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
-from sam2_finetune.dataset import category_names, load_canonical  # noqa: E402
+from sam2_finetune.dataset import (  # noqa: E402
+    category_names,
+    load_canonical,
+    row_image,
+)
 from sam2_finetune.evaluate.generate import generate_answers  # noqa: E402
 from sam2_finetune.models.loading import load_model, load_processor  # noqa: E402
 from sam2_finetune.models.registry import get_family  # noqa: E402
 from sam2_finetune.tasks import ExampleOptions  # noqa: E402
 from sam2_finetune.train.callbacks import GroundingMetricsCallback  # noqa: E402
-from sam2_finetune.train.collator import VisionLanguageCollator, row_image  # noqa: E402
+from sam2_finetune.train.collator import VisionLanguageCollator  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 STEPS = 100

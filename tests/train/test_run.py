@@ -82,6 +82,13 @@ def test_a_run_leaves_a_folder_a_user_can_trust(raw_dataset, tmp_path):
     model = PeftModel.from_pretrained(base, best)
     assert any("lora_" in n for n, _ in model.named_parameters())
     assert load_processor(best, "smolvlm").tokenizer is not None
+    # What inference must reproduce travels with the run and with best/.
+    from sam2_finetune.models.record import read_record
+
+    record = read_record(best)
+    assert record == read_record(run_dir)
+    assert record.family == "smolvlm" and record.base_model == "tiny:smolvlm"
+    assert record.labels == manifest["labels"] and record.versions["transformers"]
     # The same folder again is refused; resuming a finished run continues from its last step.
     with pytest.raises(OutputExistsError, match="--resume"):
         train(config_for(raw_dataset, run_dir))
