@@ -43,7 +43,7 @@ ARGS     ?=
 # Each FRAMES word becomes its own --frames option (the CLI takes one value per --frames).
 FRAMES_ARG = $(foreach source,$(FRAMES),--frames $(source))
 
-.PHONY: help setup demo test test-fast lint format info convert validate split leakage train run \
+.PHONY: help setup demo test test-fast lint docs format info convert validate split leakage train run \
         evaluate export models check tiny-model bench clean
 
 setup: $(STAMP) ## Create .venv: torch 2.13.0 (CPU), then the package with its dev extra
@@ -77,6 +77,9 @@ test-fast: setup ## Run the tests not marked slow
 lint: setup ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+docs: setup ## Regenerate the option tables in docs/ from the commands' parsers
+	$(BIN)/python -m sam2_finetune.reference
 
 format: setup ## ruff format and ruff check --fix
 	$(BIN)/ruff format .
