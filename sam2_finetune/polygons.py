@@ -68,13 +68,22 @@ def mask_to_polygons(
             )
         )
     bitmap = _as_bitmap(mask)
+    # Work on the mask's extent only: the run finding and the tracer's padded copy then cost the
+    # object's size, not the frame's (an object is usually a small part of it).
+    rows = np.flatnonzero(bitmap.any(axis=1))
+    if rows.size == 0:
+        return []
+    cols = np.flatnonzero(bitmap.any(axis=0))
+    top, left = int(rows[0]), int(cols[0])
+    bitmap = bitmap[top : int(rows[-1]) + 1, left : int(cols[-1]) + 1]
     parts = _parts(bitmap)
     if not parts:
         return []
     parts.sort(key=lambda p: (-p[0], p[1], p[2]))  # largest first, then top-left first
     kept = [parts[0]] + [p for p in parts[1:] if p[0] >= min_area]
     kept = kept[: max_points // MIN_POINTS_PER_PART]
-    contours = [_trace(bitmap, row, col) for _, row, col in kept]
+    # Back in frame coordinates before simplifying (its tie-breaks see the same numbers).
+    contours = [[(x + left, y + top) for x, y in _trace(bitmap, row, col)] for _, row, col in kept]
     budgets = _share_budget([len(c) for c in contours], max_points)
     return [
         [(float(x), float(y)) for x, y in _simplify(contour, budget, tolerance)]

@@ -169,3 +169,17 @@ def test_simplified_polygons_respect_the_budget(mask, max_points):
     assert all(len(p) >= 4 for p in polygons)
     if mask.any():
         assert polygons
+
+
+def test_a_small_object_far_into_a_large_frame_traces_as_at_the_origin_shifted():
+    # The tracer works on the mask's extent: the frame around it must change nothing.
+    rng = np.random.default_rng(3)
+    blob = (rng.random((12, 9)) > 0.35).astype(np.uint8)
+    blob[0, 0] = 1
+    frame = np.zeros((480, 640), dtype=np.uint8)
+    frame[300:312, 500:509] = blob
+    at_origin = mask_to_polygons(blob, max_points=64, min_area=1)
+    in_frame = mask_to_polygons(frame, max_points=64, min_area=1)
+    shifted = [[(x + 500, y + 300) for x, y in polygon] for polygon in at_origin]
+    assert in_frame == shifted
+    assert mask_to_polygons(np.zeros((480, 640), dtype=np.uint8)) == []

@@ -47,11 +47,16 @@ def prompt_text(processor: Any, family: str, prompt: str) -> str:
     return processor.apply_chat_template([_user_turn(prompt)], add_generation_prompt=True)
 
 
-def chat_texts(processor: Any, family: str, prompt: str, answer: str) -> tuple[str, str]:
+def chat_texts(
+    processor: Any, family: str, prompt: str, answer: str, *, first: str | None = None
+) -> tuple[str, str]:
     """``(prompt text, full text)`` of one training example. For chat families the full text
     starts with the prompt text (checked: the answer's tokens are found from that); for
-    PaliGemma the second item is the answer, which its processor takes as ``suffix=``."""
-    first = prompt_text(processor, family, prompt)
+    PaliGemma the second item is the answer, which its processor takes as ``suffix=``.
+    ``first``: :func:`prompt_text` of ``prompt`` when the caller has it already (the collator
+    keeps the prompts it has rendered: a run asks few distinct prompts)."""
+    if first is None:
+        first = prompt_text(processor, family, prompt)
     if is_prefix_suffix(family):
         return first, answer
     turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}

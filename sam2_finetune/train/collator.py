@@ -35,6 +35,7 @@ from sam2_finetune.models.chat import (
     chat_texts,
     is_prefix_suffix,
     processor_resized_wh,
+    prompt_text,
     set_pixel_limits,
 )
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
@@ -46,6 +47,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+PROMPT_CACHE_SIZE = 4096  # rendered prompts kept per collator (a few hundred in practice)
+
+
+def _token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """``tokenizer(texts, add_special_tokens=False)["input_ids"]``, through the Rust tokenizer
+    directly when there is one (the Python wrapper's batching costs more than the encoding
+    here). A mismatch is caught by the caller's check, which then measures the prompt."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # One encode per text: encode_batch's thread pool costs more than it saves on a few tails.
+    return [backend.encode(text, add_special_tokens=False).ids for text in texts]
 
 
 @dataclass
@@ -83,6 +96,7 @@ class VisionLanguageCollator:
     skipped: int = 0
     shortened: int = 0
     _warned: bool = field(default=False, repr=False)
+    _prompts: dict[str, str] = field(default_factory=dict, repr=False)
 
     # --- examples -------------------------------------------------------------------------
 
@@ -120,8 +134,14 @@ class VisionLanguageCollator:
         return is_prefix_suffix(self.family)
 
     def _texts(self, prompt: str, answer: str) -> tuple[str, str]:
-        # The one prompt builder generation uses too (models.chat).
-        return chat_texts(self.processor, self.family, prompt, answer)
+        # The one prompt builder generation uses too (models.chat). A run asks few distinct
+        # prompts (templates x labels), each rendered once: half the chat-template renders.
+        first = self._prompts.get(prompt)
+        if first is None:
+            first = prompt_text(self.processor, self.family, prompt)
+            if len(self._prompts) < PROMPT_CACHE_SIZE:
+                self._prompts[prompt] = first
+        return chat_texts(self.processor, self.family, prompt, answer, first=first)
 
     def encode(self, image: Any, example: Example) -> Encoded:
         prompt_text, full_text = self._texts(example.prompt, example.answer)
@@ -156,9 +176,10 @@ class VisionLanguageCollator:
         input_ids, attention = batch["input_ids"], batch["attention_mask"]
         labels = input_ids.new_full(input_ids.shape, IGNORE_INDEX)
         right_padded = tokenizer.padding_side == "right"
-        for i, item in enumerate(items):
-            tail = item.full_text[len(item.prompt_text) :]
-            tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+        # The answer turns of the whole batch in one tokenizer call (one Rust batch).
+        tails = [item.full_text[len(item.prompt_text) :] for item in items]
+        tail_batch = _token_ids(tokenizer, tails)
+        for i, (item, tail_ids) in enumerate(zip(items, tail_batch, strict=True)):
             positions = attention[i].nonzero().flatten()
             end = int(positions[-1]) + 1 if right_padded else input_ids.shape[1]
             start = end - len(tail_ids)
