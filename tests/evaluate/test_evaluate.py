@@ -259,3 +259,28 @@ def test_the_command_end_to_end(memorised, split_dataset, tmp_path):
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode != 0 and again.stderr.startswith("error: ")
     assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_labels_are_compared_after_normalisation(split_dataset, tiny_dirs, tmp_path):
+    """A model that writes "  CAR " where the annotation says "car" found the car (labels are
+    normalised as convert normalises them), and "CAR" is no unknown label."""
+    from evaluate.memorise import memorise
+    from sam2_finetune.dataset import category_names, load_canonical
+
+    dataset = load_canonical(split_dataset)
+    rows = []
+    for i in range(len(dataset["test"])):
+        row = dataset["test"][i]
+        shouted = [{**o, "label": f"  {o['label'].upper()} "} for o in row["objects"]]
+        rows.append({**row, "objects": shouted})
+    labels = [f"  {label.upper()} " for label in category_names(dataset)]
+    model = tmp_path / "model"
+    assert memorise(rows, labels, model, tiny_dir=tiny_dirs("smolvlm")) < 0.1
+    result = evaluate(options(model, split_dataset, tmp_path / "eval"))
+    first = json.loads((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()[0])
+    assert "CAR" in first["text"] and {o["label"] for o in first["objects"]} <= {
+        "car",
+        "person",
+        "bicycle",
+    }
+    assert result.metrics["map50"] == pytest.approx(1.0) and result.unknown_labels == {}
