@@ -40,6 +40,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
+# Room for the memorised 4-box answers (about 110 tokens) and a little more: an answer that
+# rambles stops there instead of at the detect budget (926 tokens for 3 labels).
+MAX_NEW_TOKENS = 160
 
 
 def _rss_kib() -> int:
@@ -113,7 +116,7 @@ def child(model: str, data: str, out: str, batch_size: int) -> None:
         out=out,
         tasks=["detect"],
         batch_size=batch_size,
-        generation={"max_new_tokens": 96},
+        generation={"max_new_tokens": MAX_NEW_TOKENS},
         device="cpu",
     )
     result = evaluate(options)
@@ -191,7 +194,8 @@ def main() -> None:
         return
     n, m = args.rows
     print(
-        f"(a) {m} rows, detect, batch {args.batch_size}, max_new_tokens 96, map50 {large['map50']}"
+        f"(a) {m} rows, detect, batch {args.batch_size}, max_new_tokens {MAX_NEW_TOKENS}, "
+        f"{large['parsed_ok']} answers parsed, map50 {large['map50']:.3f}"
     )
     print(f"    generation               {generation:8.2f} s")
     print(
