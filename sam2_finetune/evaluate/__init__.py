@@ -5,3 +5,7 @@ family's prompt and answer format, parsed with the convert stage's parsers). The
 and its command (``sam2-finetune evaluate --model RUN_OR_EXPORT --data SPLIT_DIR``) come next;
 the training callback (``train.callbacks.GroundingMetricsCallback``) already uses ``generate``.
 """
+
+from sam2_finetune.evaluate.predict import PredictOptions, PredictResult, predict
+
+__all__ = ["PredictOptions", "PredictResult", "predict"]

@@ -516,6 +516,17 @@ def _check_task(options: PredictOptions, record: Any) -> tuple[str, str | None]:
     return task, label
 
 
+def _record_of(path: Path, checkpoint: str | None) -> Any:
+    """The record :func:`load_for_inference` will use (the same folders, in the same order)."""
+    from sam2_finetune.evaluate.loading import model_folder
+    from sam2_finetune.models.record import RECORD_NAME, read_record
+
+    folder, record_folder = model_folder(path, checkpoint)
+    if not (record_folder / RECORD_NAME).is_file() and (folder / RECORD_NAME).is_file():
+        record_folder = folder
+    return read_record(record_folder)
+
+
 def _unique_name(name: str, taken: set[str]) -> str:
     candidate, n = name, 1
     while candidate.casefold() in taken:
@@ -628,31 +639,34 @@ def predict(options: PredictOptions) -> PredictResult:
         )
     out = Path(options.out)
     ensure_writable(out, options.overwrite)
+    # The record first (a small JSON): a wrong --label stops the run before the model loads.
+    task, label = _check_task(options, _record_of(options.model, options.checkpoint))
     loaded = load_for_inference(options.model, checkpoint=options.checkpoint, device=options.device)
-    task, label = _check_task(options, loaded.record)
     run = _Run(loaded, options, task, label, _label_index(loaded.record.labels))
 
     images = [item.path for item in inputs if item.kind == "image"]
     videos = [item.path for item in inputs if item.kind == "video"]
     result = PredictResult(out_dir=out, predictions_path=out / PREDICTIONS_NAME)
-    with atomic_output_dir(out, overwrite=options.overwrite) as tmp:
-        with (tmp / PREDICTIONS_NAME).open("w", encoding="utf-8") as lines:
-            taken: set[str] = set()
-            for batch in _chunks(images, options.batch_size):
-                pictures = [_open_rgb(path) for path in batch]
-                for path, image, (answer, objects) in zip(
-                    batch, pictures, run.answer(pictures), strict=True
-                ):
-                    name = _unique_name(path.stem, taken)
-                    overlay = Path(OVERLAYS_DIR) / f"{name}.png"
-                    _draw(image, objects, loaded.record.labels, tmp / overlay)
-                    prediction = run.prediction(str(path), answer, objects, overlay=out / overlay)
-                    lines.write(json.dumps(prediction.to_dict()) + "\n")
-                    result.images.append(prediction)
-            exports: set[str] = {OVERLAYS_DIR, PREDICTIONS_NAME}
-            for video in videos:
-                name = _unique_name(video.stem, exports)
-                result.videos.append(_predict_video(run, video, tmp, out, name, lines))
+    with (
+        atomic_output_dir(out, overwrite=options.overwrite) as tmp,
+        (tmp / PREDICTIONS_NAME).open("w", encoding="utf-8") as lines,
+    ):
+        taken: set[str] = set()
+        for batch in _chunks(images, options.batch_size):
+            pictures = [_open_rgb(path) for path in batch]
+            for path, image, (answer, objects) in zip(
+                batch, pictures, run.answer(pictures), strict=True
+            ):
+                name = _unique_name(path.stem, taken)
+                overlay = Path(OVERLAYS_DIR) / f"{name}.png"
+                _draw(image, objects, loaded.record.labels, tmp / overlay)
+                prediction = run.prediction(str(path), answer, objects, overlay=out / overlay)
+                lines.write(json.dumps(prediction.to_dict()) + "\n")
+                result.images.append(prediction)
+        exports: set[str] = {OVERLAYS_DIR, PREDICTIONS_NAME}
+        for video in videos:
+            name = _unique_name(video.stem, exports)
+            result.videos.append(_predict_video(run, video, tmp, out, name, lines))
     result.parse_failures = run.parse_failures
     result.unknown_labels = dict(run.unknown)
     return result
@@ -688,7 +702,9 @@ def _predict_video(
             (frames_dir / f"frame_{index:06d}.png").write_bytes(png)
             with Image.open(io.BytesIO(png)) as image:
                 pictures.append(image.convert("RGB"))
-        for index, image, (answer, objects) in zip(batch, pictures, run.answer(pictures), strict=True):
+        for index, image, (answer, objects) in zip(
+            batch, pictures, run.answer(pictures), strict=True
+        ):
             height, width = image.size[1], image.size[0]
             ids = tracker.update(objects)
             frames.append(

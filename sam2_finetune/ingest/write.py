@@ -57,7 +57,7 @@ class ExportVideo:
 def object_entry(obj: ExportObject) -> dict[str, Any]:
     """``obj`` as an entry of a frame's ``objects`` list (box and area from its mask)."""
     area = int(rle_area([obj.rle])[0])
-    bbox = [int(round(v)) for v in rle_bbox(obj.rle)] if area else [0, 0, 0, 0]
+    bbox = [round(v) for v in rle_bbox(obj.rle)] if area else [0, 0, 0, 0]
     return {
         "object_id": int(obj.track_id),
         "label": obj.label,
