@@ -128,6 +128,6 @@ def write_annotations(
         },
     }
     path = folder / "annotations.json"
-    atomic_write_text(path, json.dumps(annotations, indent=1) + "\n", overwrite=True)
-    atomic_write_text(folder / "metadata.json", json.dumps(metadata, indent=1) + "\n", True)
+    atomic_write_text(path, json.dumps(annotations, indent=2) + "\n", overwrite=True)
+    atomic_write_text(folder / "metadata.json", json.dumps(metadata, indent=2) + "\n", True)
     return path
