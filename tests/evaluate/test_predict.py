@@ -198,7 +198,9 @@ def test_the_export_reads_back_through_info_validate_and_convert(video_result, t
                                       report=tmp_path / "report.md"))  # fmt: skip
     assert report.counts["error"] == 0, [f for f in report.findings if f.severity == "error"]
     assert "overlay-images" not in report.by_code()
-    convert(ConvertOptions(exports=[video.export_dir], frames=[str(video.frames_dir)], to="hf",
+    # The EXPORT=PATH pairing (the export folder's stem) finds the written frames too.
+    pair = f"{video.export_dir.name}={video.frames_dir}"
+    convert(ConvertOptions(exports=[video.export_dir], frames=[pair], to="hf",
                            out=tmp_path / "hf"))  # fmt: skip
     dataset = load(tmp_path / "hf")
     assert len(dataset) == 3 and sorted(category_names(dataset)) == ["car", "person"]

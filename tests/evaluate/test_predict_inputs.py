@@ -37,14 +37,32 @@ def test_a_folder_gives_its_images_in_natural_order(tmp_path):
     ]
 
 
+def _missing(d):
+    return d / "missing.png"
+
+
+def _text_file(d):
+    (d / "notes.txt").write_text("x")
+    return d / "notes.txt"
+
+
+def _broken_png(d):
+    (d / "broken.png").write_bytes(b"not a png")
+    return d / "broken.png"
+
+
+def _empty_folder(d):
+    (d / "empty").mkdir()
+    return d / "empty"
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d / "missing.png", "no such file or folder"),
-        (lambda d: (d / "notes.txt", (d / "notes.txt").write_text("x"))[0], "unsupported input"),
-        (lambda d: (d / "broken.png", (d / "broken.png").write_bytes(b"not a png"))[0],
-         "cannot read the image"),  # fmt: skip
-        (lambda d: (d / "empty", (d / "empty").mkdir())[0], "the folder holds no images"),
+        (_missing, "no such file or folder"),
+        (_text_file, "unsupported input"),
+        (_broken_png, "cannot read the image"),
+        (_empty_folder, "the folder holds no images"),
     ],
 )
 def test_each_bad_input_is_one_message_naming_it(tmp_path, make, message):
