@@ -88,6 +88,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.train.check:check_command",
         "Check hardware against a training config.",
     ),
+    "evaluate": (
+        "sam2_finetune.evaluate:evaluate_command",
+        "Score a fine-tuned model on a split: COCO mAP, mask IoU, counts, vs baselines.",
+    ),
     "tiny-model": (
         "sam2_finetune.models.tiny:tiny_model_command",
         "Build a tiny random offline model of a family (for tests and demos).",
@@ -305,7 +309,7 @@ def _load(target: str) -> Callable[[Any], int | None]:
 
 
 # Stages of the pipeline that have no command yet: named so that users get a plain answer.
-NOT_BUILT = ("evaluate", "export")
+NOT_BUILT = ("export",)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from evaluate.memorise import memorise
+
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
 
@@ -58,3 +60,38 @@ def tiny_run(street_dataset, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def split_dataset(street_dataset, tmp_path_factory):
+    """The street scene split into train / validation / test (temporal blocks)."""
+    import warnings
+
+    from sam2_finetune.split import SplitOptions, split
+
+    out = tmp_path_factory.mktemp("split") / "split"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one video: time blocks, said by a SplitWarning
+        split(SplitOptions(dataset=street_dataset, out=out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def memorised(split_dataset, tiny_dirs, tmp_path_factory):
+    """An adapter export of a tiny SmolVLM that memorised the detect answers of the test
+    split's frames (what evaluate asks with tasks=[detect] and the default seed)."""
+    import torch
+
+    from sam2_finetune.dataset import category_names, load_canonical
+
+    dataset = load_canonical(split_dataset)
+    rows = [dataset["test"][i] for i in range(len(dataset["test"]))]
+    folder = tmp_path_factory.mktemp("memorised") / "model"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loss = memorise(rows, category_names(dataset), folder, tiny_dir=tiny_dirs("smolvlm"))
+    finally:
+        torch.set_num_threads(threads)
+    assert loss < 0.1, loss
+    return folder

@@ -92,3 +92,35 @@ def test_a_run_without_best_points_to_its_checkpoints(tmp_path):
     with pytest.raises(ModelError, match="no best/ model") as error:
         load_for_inference(tmp_path)
     assert "no checkpoint" in str(error.value)
+
+
+@pytest.mark.slow
+def test_an_adapter_export_loads_its_base_from_the_record(tiny_run, tmp_path):
+    from peft import PeftModel
+
+    export = tmp_path / "adapter"
+    shutil.copytree(tiny_run / "best", export)  # adapter + processor + record, out of the run
+    loaded = load_for_inference(export, device="cpu")
+    assert isinstance(loaded.model, PeftModel) and loaded.source == export
+    assert loaded.record.base_model == "tiny:smolvlm"
+
+
+def test_a_full_model_folder_with_a_record_loads_directly(tiny_dirs, tmp_path):
+    from sam2_finetune.models.record import InferenceRecord, write_record
+
+    export = tmp_path / "merged"
+    shutil.copytree(tiny_dirs("qwen2_vl"), export)
+    record = InferenceRecord(
+        family="qwen2_vl",
+        base_model="tiny:qwen2_vl",
+        method="lora",
+        merged=True,
+        answer_format="qwen2_vl",
+        labels=["car"],
+        image={"max_pixels": 56 * 56 * 4},
+    )
+    write_record(record, export)
+    loaded = load_for_inference(export, device="cpu")
+    assert type(loaded.model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert not loaded.model.training and loaded.record.merged
+    assert loaded.processor.image_processor.size["longest_edge"] == 56 * 56 * 4
