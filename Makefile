@@ -43,7 +43,7 @@ ARGS     ?=
 # Each FRAMES word becomes its own --frames option (the CLI takes one value per --frames).
 FRAMES_ARG = $(foreach source,$(FRAMES),--frames $(source))
 
-.PHONY: help setup demo test test-fast lint docs format info convert validate split leakage train run \
+.PHONY: help setup demo test test-fast lint docs format info convert validate split leakage train run predict \
         evaluate export models check tiny-model bench clean
 
 setup: $(STAMP) ## Create .venv: torch 2.13.0 (CPU), then the package with its dev extra
@@ -116,7 +116,7 @@ train: setup ## Fine-tune as CONFIG says (ARGS="--set training.max_steps=50", "-
 run: setup ## Run every stage of PIPELINE, skipping unchanged ones (ARGS=--force)
 	$(CLI) run $(or $(PIPELINE),presets/pipelines/demo.yaml) $(ARGS)
 
-## MODEL    evaluate: a run folder, its best/, or an export
+## MODEL    evaluate / predict: a run folder, its best/, or an export
 MODEL    ?=
 ## DATA     evaluate: a split dataset folder (default: MODEL/data/split, the run's own split)
 DATA     ?=
@@ -124,6 +124,11 @@ evaluate: setup ## Score MODEL on DATA's test split; write metrics, predictions,
 	@test -n "$(MODEL)" || { echo "make evaluate: set MODEL=RUN_OR_EXPORT_DIR (e.g. runs/quick_test)" >&2; exit 2; }
 	$(CLI) evaluate --model $(MODEL) --data $(or $(DATA),$(MODEL)/data/split) \
 		--out $(or $(OUT),$(MODEL)/evaluation) $(ARGS) $(FRAMES_ARG)
+
+## INPUT    predict: image files, folders of images, or videos
+predict: setup ## Predict INPUT with MODEL into OUT (default data/predict); videos become SAM2 exports
+	@test -n "$(MODEL)" -a -n "$(INPUT)" || { echo "make predict: set MODEL=RUN_OR_EXPORT and INPUT=\"IMAGES, FOLDERS or VIDEOS\" (e.g. make predict MODEL=runs/quick_test INPUT=sample_data/street_scene.mp4)" >&2; exit 2; }
+	$(CLI) predict --model $(MODEL) --out $(or $(OUT),data/predict) $(ARGS) -- $(INPUT)
 
 # Not built yet: say so plainly instead of failing somewhere inside the CLI.
 export: ## Not built yet (says so)

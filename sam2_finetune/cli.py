@@ -96,6 +96,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.models.tiny:tiny_model_command",
         "Build a tiny random offline model of a family (for tests and demos).",
     ),
+    "predict": (
+        "sam2_finetune.evaluate.predict:predict_command",
+        "Run a fine-tuned model on images or videos; videos become SAM2 exports (pseudo-labels).",
+    ),
     "run": (
         "sam2_finetune.pipeline:run_command",
         "Run every stage from one PIPELINE.yaml, skipping unchanged ones.",
@@ -305,7 +309,7 @@ def _load(target: str) -> Callable[[Any], int | None]:
 
 
 # Stages of the pipeline that have no command yet: named so that users get a plain answer.
-NOT_BUILT = ("predict", "export")
+NOT_BUILT = ("export",)
 
 
 class _Parser(argparse.ArgumentParser):

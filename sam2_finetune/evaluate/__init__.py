@@ -11,20 +11,27 @@
   it too);
 - :mod:`~sam2_finetune.evaluate.pictures`: predictions drawn over truth (``draw_objects``);
 - :mod:`~sam2_finetune.evaluate.charts`: the PNG charts (grid, curves, confusion, AP bars);
-- :mod:`~sam2_finetune.evaluate.options`: ``EvaluateOptions``, from which the CLI is generated.
+- :mod:`~sam2_finetune.evaluate.options`: ``EvaluateOptions``, from which the CLI is generated;
+- :mod:`~sam2_finetune.evaluate.predict`: ``predict(PredictOptions) -> PredictResult``
+  (``sam2-finetune predict``): new images and videos, videos written as SAM2 exports
+  (pseudo-labels), with :mod:`~sam2_finetune.evaluate.tracking` linking track ids.
 
 The scores themselves are :mod:`sam2_finetune.metrics` (shared with the training callback).
 """
 
 from sam2_finetune.evaluate.loading import InferenceModel, load_for_inference
 from sam2_finetune.evaluate.options import EvaluateOptions
+from sam2_finetune.evaluate.predict import PredictOptions, PredictResult, predict
 from sam2_finetune.evaluate.run import EvaluateResult, evaluate, evaluate_command
 
 __all__ = [
     "EvaluateOptions",
     "EvaluateResult",
     "InferenceModel",
+    "PredictOptions",
+    "PredictResult",
     "evaluate",
     "evaluate_command",
     "load_for_inference",
+    "predict",
 ]
