@@ -88,6 +88,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.train.check:check_command",
         "Check hardware against a training config.",
     ),
+    "export": (
+        "sam2_finetune.export:export_command",
+        "Export a trained model: adapter or merged weights, model card, deploy files.",
+    ),
     "tiny-model": (
         "sam2_finetune.models.tiny:tiny_model_command",
         "Build a tiny random offline model of a family (for tests and demos).",
@@ -297,7 +301,7 @@ def _load(target: str) -> Callable[[Any], int | None]:
 
 
 # Stages of the pipeline that have no command yet: named so that users get a plain answer.
-NOT_BUILT = ("evaluate", "predict", "export")
+NOT_BUILT = ("evaluate", "predict")
 
 
 class _Parser(argparse.ArgumentParser):
