@@ -269,7 +269,6 @@ def eval_results(evaluation: dict | None, model_name: str) -> list[Any]:
                 metric_type=name,
                 metric_name=title,
                 metric_value=round(value, 6),
-                source_name="sam2-finetune evaluate",
             )
         )
     return found
