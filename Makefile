@@ -37,12 +37,13 @@ CONFIG   ?= presets/quick_test.yaml
 FAMILY   ?= smolvlm
 ## FRAMES   raw frames: one folder/video per export in order, or EXPORT=PATH pairs
 FRAMES   ?=
+## PIPELINE a pipeline file for `make run` (default presets/pipelines/demo.yaml)
 ## ARGS     more options for the command, e.g. ARGS=--overwrite
 ARGS     ?=
 # Each FRAMES word becomes its own --frames option (the CLI takes one value per --frames).
 FRAMES_ARG = $(foreach source,$(FRAMES),--frames $(source))
 
-.PHONY: help setup demo test test-fast lint format info convert validate split leakage train \
+.PHONY: help setup demo test test-fast lint docs format info convert validate split leakage train run \
         evaluate export models check tiny-model bench clean
 
 setup: $(STAMP) ## Create .venv: torch 2.13.0 (CPU), then the package with its dev extra
@@ -77,6 +78,9 @@ lint: setup ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+docs: setup ## Regenerate the option tables in docs/ from the commands' parsers
+	$(BIN)/python -m sam2_finetune.reference
+
 format: setup ## ruff format and ruff check --fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -108,6 +112,9 @@ tiny-model: setup ## Build a tiny offline model of FAMILY in OUT
 
 train: setup ## Fine-tune as CONFIG says (ARGS="--set training.max_steps=50", "--resume")
 	$(CLI) train $(CONFIG) $(ARGS)
+
+run: setup ## Run every stage of PIPELINE, skipping unchanged ones (ARGS=--force)
+	$(CLI) run $(or $(PIPELINE),presets/pipelines/demo.yaml) $(ARGS)
 
 # Not built yet: say so plainly instead of failing somewhere inside the CLI.
 evaluate export: ## Not built yet (says so)

@@ -96,6 +96,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.models.tiny:tiny_model_command",
         "Build a tiny random offline model of a family (for tests and demos).",
     ),
+    "run": (
+        "sam2_finetune.pipeline:run_command",
+        "Run every stage from one PIPELINE.yaml, skipping unchanged ones.",
+    ),
 }
 
 

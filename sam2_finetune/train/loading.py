@@ -24,6 +24,7 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 # ``presets/accelerate/`` holds launcher configs (``accelerate launch --config_file``), not
 # training configs: they are no presets of ``train``.
 ACCELERATE_DIR = PRESETS_DIR / "accelerate"
+PIPELINES_DIR = PRESETS_DIR / "pipelines"  # `run` pipeline files, not training presets
 
 
 def list_presets() -> list[str]:
@@ -33,7 +34,7 @@ def list_presets() -> list[str]:
     return sorted(
         p.relative_to(PRESETS_DIR).with_suffix("").as_posix()
         for p in PRESETS_DIR.rglob("*.yaml")
-        if not p.is_relative_to(ACCELERATE_DIR)
+        if not p.is_relative_to(ACCELERATE_DIR) and not p.is_relative_to(PIPELINES_DIR)
     )
 
 

@@ -26,7 +26,9 @@ from sam2_finetune.train.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESET_FILES = sorted(p for p in PRESETS_DIR.rglob("*.yaml") if p.parent.name != "accelerate")
+PRESET_FILES = sorted(
+    p for p in PRESETS_DIR.rglob("*.yaml") if p.parent.name not in ("accelerate", "pipelines")
+)
 PRESETS = [p.relative_to(PRESETS_DIR).with_suffix("").as_posix() for p in PRESET_FILES]
 
 MINIMAL = {
