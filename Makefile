@@ -117,9 +117,14 @@ run: setup ## Run every stage of PIPELINE, skipping unchanged ones (ARGS=--force
 	$(CLI) run $(or $(PIPELINE),presets/pipelines/demo.yaml) $(ARGS)
 
 # Not built yet: say so plainly instead of failing somewhere inside the CLI.
-evaluate export: ## Not built yet (says so)
+evaluate: ## Not built yet (says so)
 	@echo "make $@: the $@ stage is not built yet (see the stage table in README.md)." >&2
 	@exit 2
+
+## RUN      export: the run folder to export (default runs/quick_test)
+RUN      ?= runs/quick_test
+export: setup ## Export RUN's model to OUT (default exports/RUN-NAME; ARGS="--merge")
+	$(CLI) export $(RUN) --out $(or $(OUT),exports/$(notdir $(RUN))) $(ARGS)
 
 bench: setup ## Run the benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python benchmarks/bench_ingest.py
