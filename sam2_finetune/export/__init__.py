@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 from sam2_finetune.errors import OptionsError, describe
 from sam2_finetune.export.adapter import (
     Checkpoint,
     ExportSourceError,
     check_source,
+    copy_remote_code,
     copy_weights,
     find_checkpoint,
     load_checkpoint_processor,
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-def detect_prompt(record: InferenceRecord, processor: Any = None) -> str:
+def detect_prompt(record: InferenceRecord) -> str:
     """The prompt the model was trained with for finding every object (a fixed phrasing of the
     ``detect`` task, in the record's answer format, naming its labels where the format does)."""
     from sam2_finetune.tasks import build_example
@@ -115,7 +115,7 @@ def export(options: ExportOptions) -> ExportResult:
     if kind == "merged":
         record.versions = library_versions()
     processor = load_checkpoint_processor(checkpoint)
-    prompt = detect_prompt(record, processor)
+    prompt = detect_prompt(record)
     base_ref = record.base_model
     if base_ref.startswith("tiny:"):
         base_ref = resolve_checkpoint(base_ref)
@@ -133,6 +133,8 @@ def export(options: ExportOptions) -> ExportResult:
             copy_weights(checkpoint, tmp)
         base_folder = base_ref if Path(base_ref).is_dir() else None
         save_processor(processor, tmp, base_folder)
+        if kind != "adapter" and record.trust_remote_code and base_folder:
+            copy_remote_code(Path(base_folder), tmp)
         write_record(record, tmp)
         card = build_card(
             run=Path(options.run),

@@ -257,6 +257,17 @@ def copy_weights(checkpoint: Checkpoint, out: Path) -> list[str]:
     return copied
 
 
+def copy_remote_code(base_folder: Path, out: Path) -> list[str]:
+    """Copy the modelling code (``*.py``) of a ``trust_remote_code`` base next to merged or full
+    weights: their ``config.json`` names it (``auto_map``), and without it they do not load."""
+    copied = []
+    for path in sorted(base_folder.glob("*.py")):
+        if not (out / path.name).exists():
+            shutil.copy2(path, out / path.name)
+            copied.append(path.name)
+    return copied
+
+
 def load_checkpoint_processor(checkpoint: Checkpoint) -> Any:
     """The processor saved with ``checkpoint`` (one :class:`ModelError` when it has none)."""
     from sam2_finetune.models.loading import load_processor

@@ -110,7 +110,7 @@ def is_hub_id(name: str) -> bool:
     )
 
 
-def _data_text(run: Path, manifest: dict | None, split: dict | None) -> str:
+def _data_text(manifest: dict | None, split: dict | None) -> str:
     if manifest is None:
         return "Not recorded: the run folder has no `data_manifest.json`."
     lines = [f"- Source: `{manifest.get('source', 'unknown')}` ({manifest.get('how', '')})."]
@@ -308,15 +308,20 @@ def _usage(record: InferenceRecord, kind: str, model_ref: str, base_ref: str, pr
         f"PROMPT = {prompt!r}",
         "",
     ]
+    loader, remote = "AutoModelForImageTextToText", ""
+    if row.trust_remote_code:
+        # Remote-code families (MiniCPM-V, CogVLM) load through their own classes.
+        loader, remote = row.model_class, ", trust_remote_code=True"
+        lines[2] = f"from transformers import {loader}, AutoProcessor"
     if kind == "adapter":
         lines[2:2] = ["from peft import PeftModel"]
         lines += [
-            f'base = AutoModelForImageTextToText.from_pretrained("{base_ref}")',
+            f'base = {loader}.from_pretrained("{base_ref}"{remote})',
             "model = PeftModel.from_pretrained(base, MODEL).eval()",
         ]
     else:
-        lines.append("model = AutoModelForImageTextToText.from_pretrained(MODEL).eval()")
-    lines.append("processor = AutoProcessor.from_pretrained(MODEL)")
+        lines.append(f"model = {loader}.from_pretrained(MODEL{remote}).eval()")
+    lines.append(f"processor = AutoProcessor.from_pretrained(MODEL{remote})")
     lines.append('image = Image.open(IMAGE).convert("RGB")')
     if row.prompt_style == "prefix_suffix":
         lines.append(f'text = "{row.image_placeholder}" + PROMPT')
@@ -454,7 +459,7 @@ def build_card(
         checkpoint_text=f"`{checkpoint.folder.name}` ({step}) of run `{run_dir.name}`",
         labels_text=", ".join(record.labels) or "none",
         quantization_note=note,
-        data_text=_data_text(run_dir, manifest, split),
+        data_text=_data_text(manifest, split),
         training_text=_training_text(record, config, summary),
         config_yaml=config_yaml.strip() or "# not recorded (no config.yaml in the run folder)",
         evaluation_text=_evaluation(evaluation),

@@ -149,11 +149,13 @@ def test_the_model_card_passes_the_hub_metadata_checks_and_tells_the_data(export
     assert "Not evaluated in this export" in str(merged_card)
 
 
-def test_the_cards_usage_snippet_runs(exports, tmp_path):
-    _, merged = exports
-    text = (merged.out_dir / "README.md").read_text()
+@pytest.mark.parametrize("which", [0, 1], ids=["adapter", "merged"])
+def test_the_cards_usage_snippet_runs(exports, which, tmp_path):
+    result = exports[which]
+    text = (result.out_dir / "README.md").read_text()
     (snippet,) = re.findall(r"```python\n(.*?)```", text.split("## Usage")[1], re.S)[:1]
-    assert 'IMAGE = "frame.jpg"' in snippet and str(merged.out_dir) in snippet
+    assert 'IMAGE = "frame.jpg"' in snippet and str(result.out_dir) in snippet
+    assert ("PeftModel.from_pretrained" in snippet) is (result.kind == "adapter")
     shutil.copy(FRAMES[0], tmp_path / "frame.jpg")
     run = _python("-c", snippet, cwd=tmp_path)
     assert run.stdout.strip() != ""
@@ -223,6 +225,12 @@ def test_checkpoint_choice(llava, tmp_path):
         export(ExportOptions(run=llava, out=tmp_path / "x", checkpoint="7"))
     with pytest.raises(ValueError, match="best, last"):
         ExportOptions(run=llava, out=tmp_path / "x", checkpoint="newest")
+
+
+def test_a_best_folder_can_be_exported_directly(llava, tmp_path):
+    result = export(ExportOptions(run=llava / "best", out=tmp_path / "out"))
+    assert result.source == llava / "best" and result.kind == "adapter"
+    assert "of run `run`" in (tmp_path / "out" / "README.md").read_text()
 
 
 def _copy_run(run: Path, to: Path) -> Path:
