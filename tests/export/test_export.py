@@ -25,34 +25,52 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
-# Runs in a fresh interpreter: plain transformers (+ peft for an adapter), no sam2_finetune.
+# Runs in a fresh interpreter: plain transformers and peft, nothing of sam2_finetune. The greedy
+# tokens of the merged model, then of the adapter export on its base, for each image.
 GREEDY = textwrap.dedent(
     """
     import json, sys, torch
     torch.set_num_threads(1)
     from PIL import Image
+    from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
-    model_dir, base, *images = sys.argv[1:]
-    if base == "-":
-        model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    else:
-        from peft import PeftModel
-        model = PeftModel.from_pretrained(
-            AutoModelForImageTextToText.from_pretrained(base), model_dir)
-    model.eval()
-    processor = AutoProcessor.from_pretrained(model_dir)
-    assert type(processor).__name__.endswith("Processor"), type(processor)
-    out = []
-    for path in images:
-        turn = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Detect."}]}
+    merged_dir, adapter_dir, base, *images = sys.argv[1:]
+
+    def inputs_for(processor, path):
+        turn = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Go."}]}
         text = processor.apply_chat_template([turn], add_generation_prompt=True)
-        inputs = processor(text=[text], images=[[Image.open(path).convert("RGB")]],
-                           return_tensors="pt")
+        return processor(text=[text], images=[[Image.open(path).convert("RGB")]],
+                         return_tensors="pt")
+
+    def last_logits(model, processor):
         with torch.no_grad():
-            ids = model.generate(**inputs, max_new_tokens=12, do_sample=False)
-        out.append(ids[0, inputs["input_ids"].shape[1]:].tolist())
+            return model(**inputs_for(processor, images[0])).logits[0, -1]
+
+    def greedy(model, processor):
+        model.eval()
+        assert type(processor).__name__.endswith("Processor"), type(processor)
+        out = []
+        for path in images:
+            inputs = inputs_for(processor, path)
+            with torch.no_grad():
+                ids = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+            out.append(ids[0, inputs["input_ids"].shape[1]:].tolist())
+        return out
+
+    merged_model = AutoModelForImageTextToText.from_pretrained(merged_dir)
+    processor = AutoProcessor.from_pretrained(merged_dir)
+    merged = greedy(merged_model, processor)
+    adapter = PeftModel.from_pretrained(
+        AutoModelForImageTextToText.from_pretrained(base), adapter_dir)
+    with_adapter = greedy(adapter, AutoProcessor.from_pretrained(adapter_dir))
+    # The next-token logits: merged == adapter on base, and both differ from the base alone.
+    a, m = last_logits(adapter, processor), last_logits(merged_model, processor)
+    with adapter.disable_adapter():
+        b = last_logits(adapter, processor)
     assert not [m for m in sys.modules if m.startswith("sam2_finetune")]
-    print(json.dumps(out))
+    print(json.dumps({"merged": merged, "adapter": with_adapter,
+                      "merged_vs_adapter": (m - a).abs().max().item(),
+                      "adapter_vs_base": (a - b).abs().max().item()}))
     """
 )
 
@@ -111,8 +129,11 @@ def test_merged_model_generates_the_adapter_models_tokens_in_a_fresh_process(exp
     adapter, merged = exports
     images = [str(p) for p in FRAMES[:2]]
     base = resolve_checkpoint("tiny:llava")
-    from_merged = json.loads(_python("-c", GREEDY, str(merged.out_dir), "-", *images).stdout)
-    from_adapter = json.loads(_python("-c", GREEDY, str(adapter.out_dir), base, *images).stdout)
+    tokens = json.loads(
+        _python("-c", GREEDY, str(merged.out_dir), str(adapter.out_dir), base, *images).stdout
+    )
+    from_merged, from_adapter = tokens["merged"], tokens["adapter"]
+    assert tokens["merged_vs_adapter"] < 1e-4 < 1e-2 < tokens["adapter_vs_base"]
     assert len(from_merged) == 2 and all(len(ids) > 0 for ids in from_merged)
     assert from_merged == from_adapter
     # ... and the merge changed the weights the adapters target, nothing else.
