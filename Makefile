@@ -116,10 +116,14 @@ train: setup ## Fine-tune as CONFIG says (ARGS="--set training.max_steps=50", "-
 run: setup ## Run every stage of PIPELINE, skipping unchanged ones (ARGS=--force)
 	$(CLI) run $(or $(PIPELINE),presets/pipelines/demo.yaml) $(ARGS)
 
-# Not built yet: say so plainly instead of failing somewhere inside the CLI.
-evaluate: ## Not built yet (says so)
-	@echo "make $@: the $@ stage is not built yet (see the stage table in README.md)." >&2
-	@exit 2
+## MODEL    evaluate: a run folder, its best/, or an export
+MODEL    ?=
+## DATA     evaluate: a split dataset folder (default: MODEL/data/split, the run's own split)
+DATA     ?=
+evaluate: setup ## Score MODEL on DATA's test split; write metrics, predictions, pictures to OUT
+	@test -n "$(MODEL)" || { echo "make evaluate: set MODEL=RUN_OR_EXPORT_DIR (e.g. runs/quick_test)" >&2; exit 2; }
+	$(CLI) evaluate --model $(MODEL) --data $(or $(DATA),$(MODEL)/data/split) \
+		--out $(or $(OUT),$(MODEL)/evaluation) $(ARGS) $(FRAMES_ARG)
 
 ## RUN      export: the run folder to export (default runs/quick_test)
 RUN      ?= runs/quick_test

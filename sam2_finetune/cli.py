@@ -88,6 +88,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.train.check:check_command",
         "Check hardware against a training config.",
     ),
+    "evaluate": (
+        "sam2_finetune.evaluate:evaluate_command",
+        "Score a fine-tuned model on a split: COCO mAP, mask IoU, counts, vs baselines.",
+    ),
     "export": (
         "sam2_finetune.export:export_command",
         "Export a trained model: adapter or merged weights, model card, deploy files.",
@@ -305,7 +309,7 @@ def _load(target: str) -> Callable[[Any], int | None]:
 
 
 # Stages of the pipeline that have no command yet: named so that users get a plain answer.
-NOT_BUILT = ("evaluate", "predict")
+NOT_BUILT = ("predict",)
 
 
 class _Parser(argparse.ArgumentParser):

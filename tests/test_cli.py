@@ -219,7 +219,7 @@ def test_a_fixed_length_option_takes_exactly_its_count(capsys):
         (["split", "data/hf"], "the following arguments are required: --out"),
         (["split", "data/hf", "--out", "o", "--ratios", "0.8", "0.2"], "expected 3 arguments"),
         (["train"], "the following arguments are required: CONFIG"),
-        (["evaluate"], "the evaluate stage is not built yet"),
+        (["evaluate"], "the following arguments are required: --model, --data, --out"),
     ],
 )
 def test_usage_errors_are_one_message(argv, expected, capsys):

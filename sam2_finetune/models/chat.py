@@ -15,13 +15,17 @@ below both stages (``evaluate`` never imports ``train``), next to the family tab
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sam2_finetune.answer_formats import qwen_smart_resize
 from sam2_finetune.errors import DatasetError, describe
 from sam2_finetune.models.registry import get_family
 
+if TYPE_CHECKING:
+    from sam2_finetune.models.record import ImageSettings
+
 __all__ = [
+    "apply_image_settings",
     "chat_texts",
     "is_prefix_suffix",
     "processor_resized_wh",
@@ -99,3 +103,38 @@ def set_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int | N
     lo = min_pixels if min_pixels is not None else _size_value(size, "shortest_edge")
     hi = max_pixels if max_pixels is not None else _size_value(size, "longest_edge")
     image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
+
+
+def apply_image_settings(processor: Any, family: str, settings: ImageSettings) -> None:
+    """Make ``processor`` resize images as the model was trained (``settings``: the run's
+    ``data`` image options, or an :class:`~sam2_finetune.models.record.InferenceRecord`'s
+    ``image``). The training collator and :func:`sam2_finetune.evaluate.loading.load_for_inference`
+    both call it, so training, evaluation and deployment resize alike: a model asked about an
+    image resized otherwise than it learnt answers with shifted boxes.
+
+    Which setting a family reads is its registry row's ``resolution``:
+
+    - ``pixels`` (Qwen2-VL, Qwen2.5-VL): ``min_pixels`` / ``max_pixels`` (one given alone keeps
+      the processor's other bound);
+    - ``longest_edge`` (Idefics3, SmolVLM): the image is resized so its longest edge is
+      ``longest_edge`` before it is cut into tiles (``size={"longest_edge": N}``);
+    - ``slices`` (MiniCPM-V): at most ``max_slices`` slices besides the whole image;
+    - ``fixed``: nothing to set.
+
+    ``None`` keeps the processor's own value (what its saved files say); a setting the family
+    does not read is left alone (``sam2-finetune check`` reports it for a training config).
+
+    >>> from sam2_finetune.models.record import ImageSettings
+    >>> settings = ImageSettings(longest_edge=1024)
+    >>> apply_image_settings(processor, "smolvlm", settings)  # doctest: +SKIP
+    """
+    resolution = get_family(family).resolution
+    image_processor = processor.image_processor
+    pixels = settings.min_pixels is not None or settings.max_pixels is not None
+    if resolution == "pixels" and pixels:
+        set_pixel_limits(processor, settings.min_pixels, settings.max_pixels)
+    elif resolution == "longest_edge" and settings.longest_edge is not None:
+        image_processor.size = {"longest_edge": int(settings.longest_edge)}
+    elif resolution == "slices" and settings.max_slices is not None:
+        # MiniCPM-V's image processor (remote code) reads max_slice_nums at each call.
+        image_processor.max_slice_nums = int(settings.max_slices)

@@ -30,6 +30,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from sam2_finetune.evaluate.pictures import prediction_picture
 from sam2_finetune.models.record import RECORD_NAME
 from sam2_finetune.outputs import atomic_output_dir
 
@@ -369,22 +370,6 @@ class InterruptCallback(TrainerCallback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
-
-
-def prediction_picture(image: Any, truth: Any, parsed: Any) -> Any:
-    """``image`` as an RGB ``uint8`` array (height, width, 3) with the true boxes in green and
-    the predicted ones in red, each with its label: what TensorBoard shows per evaluation."""
-    import numpy as np
-    from PIL import ImageDraw
-
-    picture = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(picture)
-    for objects, colour in ((truth.objects, (40, 200, 60)), (parsed.objects, (230, 40, 40))):
-        for obj in objects:
-            x, y, w, h = obj.bbox
-            draw.rectangle((x, y, x + w, y + h), outline=colour, width=2)
-            draw.text((x + 2, y + 1), obj.label, fill=colour)
-    return np.asarray(picture)
 
 
 class GroundingMetricsCallback(TrainerCallback):

@@ -32,11 +32,12 @@ from sam2_finetune.answer_formats import get_format, render_answer
 from sam2_finetune.dataset import row_image
 from sam2_finetune.errors import DatasetError, describe
 from sam2_finetune.models.chat import (
+    apply_image_settings,
     chat_texts,
     is_prefix_suffix,
     processor_resized_wh,
-    set_pixel_limits,
 )
+from sam2_finetune.models.record import ImageSettings
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
 from sam2_finetune.train.augment import AugmentOptions, augment_rng, augment_row
 
@@ -68,6 +69,9 @@ class VisionLanguageCollator:
     ``options.examples_per_frame`` examples to the batch. ``augment`` transforms each row's
     frame, boxes and masks first (:mod:`sam2_finetune.train.augment`), only while ``training``
     is true (``AugmentCallback`` sets it while the Trainer trains, never while it evaluates).
+    ``image`` are the run's image settings (pixel bounds, longest edge, slices), applied to the
+    processor with :func:`sam2_finetune.models.chat.apply_image_settings`, as inference applies
+    the run's record; default: ``options``' pixel bounds.
     """
 
     processor: Any
@@ -79,6 +83,7 @@ class VisionLanguageCollator:
     max_length: int = 2048
     epoch: int = 0
     augment: AugmentOptions | None = None
+    image: ImageSettings | None = None
     training: bool = False
     skipped: int = 0
     shortened: int = 0
@@ -87,8 +92,11 @@ class VisionLanguageCollator:
     # --- examples -------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
-        if self.options.min_pixels is not None or self.options.max_pixels is not None:
-            set_pixel_limits(self.processor, self.options.min_pixels, self.options.max_pixels)
+        # The one function inference applies too (evaluate.loading), from the run's record.
+        image = self.image or ImageSettings(
+            min_pixels=self.options.min_pixels, max_pixels=self.options.max_pixels
+        )
+        apply_image_settings(self.processor, self.family, image)
 
     def resized_wh(self, width: int, height: int) -> tuple[int, int] | None:
         """The processor's resized size for formats whose coordinates are in resized pixels."""
@@ -265,4 +273,10 @@ def collator_for_config(
         seed=config.training.seed,
         max_length=data.max_length,
         augment=data.augment,
+        image=ImageSettings(
+            min_pixels=data.min_pixels,
+            max_pixels=data.max_pixels,
+            longest_edge=data.longest_edge,
+            max_slices=data.max_slices,
+        ),
     )
