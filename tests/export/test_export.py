@@ -339,3 +339,44 @@ def test_the_cli_exports_and_refuses_in_one_line(llava, tmp_path, capsys):
     assert main(["export", str(llava), "--out", str(tmp_path / "out")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "--overwrite" in err[0]
+
+
+def test_the_inference_loader_reads_both_exports(exports):
+    """Contract 1: evaluate / predict / deploy load an export with load_for_inference."""
+    from peft import PeftModel
+
+    from sam2_finetune.evaluate.loading import load_for_inference
+
+    adapter, merged = exports
+    loaded = load_for_inference(adapter.out_dir, device="cpu")
+    assert isinstance(loaded.model, PeftModel) and not loaded.record.merged
+    loaded = load_for_inference(merged.out_dir, device="cpu")
+    assert not isinstance(loaded.model, PeftModel) and loaded.record.merged
+    assert type(loaded.model).__name__ == "LlavaForConditionalGeneration"
+    assert loaded.processor.tokenizer is not None
+
+
+def test_a_real_evaluation_goes_into_the_card(llava, exports, tmp_path):
+    """Contract 3 end to end: `evaluate` writes metrics.json, `export --evaluation` reads it."""
+    from sam2_finetune.evaluate import EvaluateOptions, evaluate
+    from sam2_finetune.export.model_card import check_card
+
+    adapter, _ = exports
+    evaluation = evaluate(
+        EvaluateOptions(
+            model=adapter.out_dir,
+            data=llava / "data" / "split",
+            out=tmp_path / "eval",
+            limit=2,
+            tasks=["detect"],
+            pictures=0,
+            device="cpu",
+            generation={"max_new_tokens": 8},
+        )
+    )
+    result = export(ExportOptions(run=llava, out=tmp_path / "out", evaluation=evaluation.out_dir))
+    card = check_card((result.out_dir / "README.md").read_text())
+    written = json.loads((evaluation.out_dir / "metrics.json").read_text())
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values["map"] == pytest.approx(written["metrics"]["map"], abs=1e-6)
+    assert "prior baseline" in str(card) and "empty baseline" in str(card)

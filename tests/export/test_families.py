@@ -59,6 +59,10 @@ def test_smolvlm_processor_is_saved_under_the_stock_class(train_run, tmp_path):
     # sam2_finetune's own loader (evaluate, predict, deploy/inference.py) still reads it ...
     processor = load_processor(folder, "smolvlm")
     assert processor.image_processor.size == image["size"]
+    from sam2_finetune.evaluate.loading import load_for_inference
+
+    loaded = load_for_inference(folder, device="cpu")
+    assert type(loaded.processor).__name__ == "SmolVLMProcessorWithoutVideo"
     # ... and the merged weights load with plain transformers in a fresh process.
     script = textwrap.dedent(
         """

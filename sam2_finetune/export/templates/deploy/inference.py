@@ -3,11 +3,12 @@
     python deploy/inference.py IMAGE [IMAGE ...] [--model EXPORT_DIR] [--prompt TEXT]
         [--device cuda|cpu] [--max-new-tokens N]
 
-It loads the export this file sits in (or ``--model``): a merged or full model directly, an
-adapter on the base model its ``sam2_finetune.json`` names. It applies the image settings the
-model was trained with (from that record), asks the training prompt (``deploy_config.yaml``)
-greedily, and reads the answer back with sam2-finetune's parser for the model's answer format:
-one JSON object per image, boxes as ``[x, y, width, height]`` in the image's pixels.
+It loads the export this file sits in (or ``--model``) with sam2-finetune's inference loader
+(``evaluate.loading.load_for_inference``): a merged or full model directly, an adapter on the
+base model its ``sam2_finetune.json`` names, with the image settings the model was trained with
+(from that record). It asks the training prompt (``deploy_config.yaml``) greedily and reads the
+answer back with sam2-finetune's parser for the model's answer format: one JSON object per
+image, boxes as ``[x, y, width, height]`` in the image's pixels.
 
 Needs ``pip install sam2-finetune`` (the parser, the prompt layout and the loaders) and the
 transformers / peft / torch versions in ``deploy_config.yaml``.
@@ -25,35 +26,13 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
-def apply_image_settings(processor, family, image):
-    """The training run's resize limits (None: the saved processor's own, which are the same)."""
-    from sam2_finetune.models.chat import set_pixel_limits
-    from sam2_finetune.models.registry import get_family
+def load(export: Path, device: str | None = None):
+    """The model (eval mode, on ``device``: CUDA when present), its processor with the training
+    run's image settings applied, and its record: sam2-finetune's one inference loader."""
+    from sam2_finetune.evaluate.loading import load_for_inference
 
-    resolution = get_family(family).resolution
-    if resolution == "pixels" and (image.min_pixels or image.max_pixels):
-        set_pixel_limits(processor, image.min_pixels, image.max_pixels)
-    if resolution == "longest_edge" and image.longest_edge:
-        processor.image_processor.size = {"longest_edge": image.longest_edge}
-
-
-def load(export: Path, device: str):
-    """The model (eval mode, on ``device``), its processor and its record."""
-    from sam2_finetune.models.loading import load_model, load_processor
-    from sam2_finetune.models.record import read_record
-
-    record = read_record(export)
-    remote = record.trust_remote_code
-    processor = load_processor(export, record.family, trust_remote_code=remote)
-    apply_image_settings(processor, record.family, record.image)
-    if (export / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        base = load_model(record.base_model, record.family, trust_remote_code=remote)
-        model = PeftModel.from_pretrained(base, str(export))
-    else:
-        model = load_model(export, record.family, trust_remote_code=remote)
-    return model.to(device).eval(), processor, record
+    loaded = load_for_inference(export, device=device)
+    return loaded.model, loaded.processor, loaded.record
 
 
 def detections(model, processor, record, images, prompt, max_new_tokens=None):
@@ -102,7 +81,6 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     args = parser.parse_args(argv)
 
-    import torch
     from PIL import Image
 
     config_file = args.model / "deploy" / "deploy_config.yaml"
@@ -113,8 +91,7 @@ def main(argv=None) -> int:
             "error: no --prompt and no deploy/deploy_config.yaml to take it from", file=sys.stderr
         )
         return 2
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor, record = load(args.model, device)
+    model, processor, record = load(args.model, args.device)
     images = [Image.open(path).convert("RGB") for path in args.images]
     results = detections(model, processor, record, images, prompt, args.max_new_tokens)
     for path, result in zip(args.images, results, strict=True):
