@@ -130,10 +130,10 @@ predict: setup ## Predict INPUT with MODEL into OUT (default data/predict); vide
 	@test -n "$(MODEL)" -a -n "$(INPUT)" || { echo "make predict: set MODEL=RUN_OR_EXPORT and INPUT=\"IMAGES, FOLDERS or VIDEOS\" (e.g. make predict MODEL=runs/quick_test INPUT=sample_data/street_scene.mp4)" >&2; exit 2; }
 	$(CLI) predict --model $(MODEL) --out $(or $(OUT),data/predict) $(ARGS) -- $(INPUT)
 
-# Not built yet: say so plainly instead of failing somewhere inside the CLI.
-export: ## Not built yet (says so)
-	@echo "make $@: the $@ stage is not built yet (see the stage table in README.md)." >&2
-	@exit 2
+## RUN      export: the run folder to export (default runs/quick_test)
+RUN      ?= runs/quick_test
+export: setup ## Export RUN's model to OUT (default exports/RUN-NAME; ARGS="--merge")
+	$(CLI) export $(RUN) --out $(or $(OUT),exports/$(notdir $(RUN))) $(ARGS)
 
 bench: setup ## Run the benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python benchmarks/bench_ingest.py

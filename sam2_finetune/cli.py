@@ -92,6 +92,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sam2_finetune.evaluate:evaluate_command",
         "Score a fine-tuned model on a split: COCO mAP, mask IoU, counts, vs baselines.",
     ),
+    "export": (
+        "sam2_finetune.export:export_command",
+        "Export a trained model: adapter or merged weights, model card, deploy files.",
+    ),
     "tiny-model": (
         "sam2_finetune.models.tiny:tiny_model_command",
         "Build a tiny random offline model of a family (for tests and demos).",
@@ -308,10 +312,6 @@ def _load(target: str) -> Callable[[Any], int | None]:
     return getattr(importlib.import_module(module_name), function_name)
 
 
-# Stages of the pipeline that have no command yet: named so that users get a plain answer.
-NOT_BUILT = ("export",)
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with the package's one-message errors instead of the usage block."""
 
@@ -347,13 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sam2-finetune`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    if command in NOT_BUILT:
-        print(
-            f"error: sam2-finetune {command}: the {command} stage is not built yet. Fix: see the "
-            "stage table in README.md; `sam2-finetune --help` lists the commands that exist.",
-            file=sys.stderr,
-        )
-        return 2
     if command not in COMMANDS:
         command = None
     try:
