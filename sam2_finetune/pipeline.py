@@ -51,6 +51,8 @@ from sam2_finetune.errors import (
     dotted_name,
     format_validation_error,
 )
+from sam2_finetune.evaluate.options import EvaluateOptions
+from sam2_finetune.export.options import ExportOptions
 from sam2_finetune.files import read_yaml
 from sam2_finetune.ingest.read import FRAMES_HELP
 from sam2_finetune.outputs import atomic_write_text
@@ -113,6 +115,18 @@ SplitSection = _section(
     ("dataset", "out", "overwrite", "json_output"),
     "split's options (`sam2-finetune split --help`) but its input and output.",
 )
+EvaluateSection = _section(
+    "EvaluateSection",
+    EvaluateOptions,
+    ("model", "data", "frames", "out", "overwrite", "json_output"),
+    "evaluate's options (`sam2-finetune evaluate --help`) but the model, data and output.",
+)
+ExportSection = _section(
+    "ExportSection",
+    ExportOptions,
+    ("run", "out", "evaluation", "overwrite", "json_output"),
+    "export's options (`sam2-finetune export --help`) but the run, evaluation and output.",
+)
 
 
 class TrainSection(BaseModel):
@@ -149,6 +163,8 @@ class PipelineOptions(BaseModel):
     convert: ConvertSection = Field(default_factory=ConvertSection)  # type: ignore[valid-type]
     split: SplitSection = Field(default_factory=SplitSection)  # type: ignore[valid-type]
     train: TrainSection = Field(default_factory=TrainSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)  # type: ignore[valid-type]
+    export: ExportSection = Field(default_factory=ExportSection)  # type: ignore[valid-type]
 
 
 class RunOptions(BaseModel):
@@ -273,6 +289,30 @@ def _stage_options(options: PipelineOptions) -> dict[str, Any]:
                 **options.split.model_dump(exclude_unset=True),
                 "dataset": folder(options, "convert"),
                 "out": folder(options, "split"),
+                "overwrite": True,
+            },
+        ),
+    ]
+    stages += [
+        (
+            "evaluate",
+            EvaluateOptions,
+            {
+                **options.evaluate.model_dump(exclude_unset=True),
+                "model": folder(options, "train"),
+                "data": folder(options, "split"),
+                "out": folder(options, "evaluate"),
+                "overwrite": True,
+            },
+        ),
+        (
+            "export",
+            ExportOptions,
+            {
+                **options.export.model_dump(exclude_unset=True),
+                "run": folder(options, "train"),
+                "evaluation": folder(options, "evaluate"),
+                "out": folder(options, "export"),
                 "overwrite": True,
             },
         ),
@@ -453,6 +493,39 @@ def _run_train(config: Any, resume: bool) -> dict[str, Any]:
     }
 
 
+def _run_evaluate(options: EvaluateOptions) -> dict[str, Any]:
+    from sam2_finetune.evaluate import evaluate
+    from sam2_finetune.evaluate.run import format_result as format_evaluation
+
+    result = evaluate(options)
+    print(format_evaluation(result))
+    return {
+        "examples": result.examples,
+        "headline": result.headline,
+        "metrics": {k: v for k, v in result.metrics.items() if "/" not in k},
+        "baselines": {
+            name: {k: v for k, v in values.items() if "/" not in k}
+            for name, values in result.baselines.items()
+        },
+        "below_baselines": result.below_baselines,
+        "out": str(result.out_dir),
+    }
+
+
+def _run_export(options: ExportOptions) -> dict[str, Any]:
+    from sam2_finetune.export import export
+    from sam2_finetune.export import format_result as format_export
+
+    result = export(options)
+    print(format_export(result))
+    return {
+        "kind": result.kind,
+        "out": str(result.out_dir),
+        "size_bytes": result.size_bytes,
+        "hub_url": result.hub_url,
+    }
+
+
 def _train_resumable(run_dir: Path) -> bool:
     from sam2_finetune.train.run import complete_checkpoints
 
@@ -486,6 +559,7 @@ def run_pipeline(
     inputs = _file_stats(_input_paths(options))
     upstream = ""
     outcomes: list[StageOutcome] = []
+    upstream_ran = False  # a stage that ran feeds new outputs to every stage after it
     for name in STAGES:
         if name not in built:
             continue
@@ -501,7 +575,7 @@ def run_pipeline(
         upstream = mine
         previous = state["stages"].get(name, {})
         unchanged = previous.get("fingerprint") == mine and folder(options, name).exists()
-        if unchanged and previous.get("status") == "done" and not force:
+        if unchanged and previous.get("status") == "done" and not force and not upstream_ran:
             log(f"{print_name}: unchanged, skipped ({folder(options, name)})")
             outcomes.append(StageOutcome(name, "skipped", 0.0, mine, previous.get("facts", {})))
             continue
@@ -511,6 +585,7 @@ def run_pipeline(
             and not force
             and _train_resumable(folder(options, "train"))
         )
+        upstream_ran = True
         log(f"{print_name}{' (resuming)' if resume else ''}")
         state["stages"][name] = {"fingerprint": mine, "status": "running"}
         _save_state(out, state)
@@ -521,8 +596,12 @@ def run_pipeline(
             facts = _run_convert(stage_options)
         elif name == "split":
             facts = _run_split(stage_options)
-        else:
+        elif name == "train":
             facts = _run_train(stage_options, resume)
+        elif name == "evaluate":
+            facts = _run_evaluate(stage_options)
+        else:
+            facts = _run_export(stage_options)
         seconds = round(time.perf_counter() - began, 2)
         state["stages"][name] = {
             "fingerprint": mine,
@@ -567,9 +646,23 @@ def format_result(result: PipelineResult) -> str:
             where = (
                 f"{facts.get('steps')} steps ({facts.get('stopped')}) -> {facts.get('best_dir')}"
             )
+        elif stage.name == "evaluate":
+            key = facts.get("headline", "map50")
+            mine = (facts.get("metrics") or {}).get(key)
+            prior = ((facts.get("baselines") or {}).get("prior") or {}).get(key)
+            where = f"{key} {_number(mine)} (prior baseline {_number(prior)})"
+            if facts.get("below_baselines"):
+                where += f", NOT above {', '.join(facts['below_baselines'])}"
+            where += f" -> {facts.get('out')}"
+        elif stage.name == "export":
+            where = f"{facts.get('kind')} -> {facts.get('out')}"
         lines.append(f"{stage.name:10} {stage.status:8} {stage.seconds:7.1f} s  {where}")
     lines.append(f"state      {result.state_path}")
     return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def run_command(options: RunOptions) -> int:

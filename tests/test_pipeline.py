@@ -43,6 +43,8 @@ def _pipeline(tmp_path: Path, **changes) -> Path:
         "validate": {"fail_on": "error"},
         "split": {"strategy": "temporal", "ratios": [0.8, 0.1, 0.1], "seed": 42},
         "train": {"preset": "quick_test", "set": FAST_TRAIN},
+        "evaluate": {"limit": 2, "tasks": ["detect"], "generation": {"max_new_tokens": 16}},
+        "export": {"merge": False},
     }
     for key, value in changes.items():
         data[key] = value
@@ -85,18 +87,28 @@ def test_validation_errors_stop_the_pipeline_naming_the_report(tmp_path):
 def test_rerun_skips_unchanged_stages_and_reruns_changed_ones(tmp_path):
     path = _pipeline(tmp_path)
     first = run_pipeline(path)
-    assert [s.status for s in first.stages] == ["ran"] * 4
+    assert [s.status for s in first.stages] == ["ran"] * 6
     assert first.stage("train").facts["steps"] == 4
     out = tmp_path / "out"
-    for name in ("validate/report.md", "dataset", "split", "run/best", STATE_NAME, "pipeline.yaml"):
+    for name in (
+        "validate/report.md",
+        "dataset",
+        "split",
+        "run/best",
+        "evaluation/metrics.json",
+        "export/sam2_finetune.json",
+        STATE_NAME,
+        "pipeline.yaml",
+    ):
         assert (out / name).exists(), name
     # Unchanged: nothing runs again.
     again = run_pipeline(path)
-    assert [s.status for s in again.stages] == ["skipped"] * 4
+    assert [s.status for s in again.stages] == ["skipped"] * 6
     # A changed split seed: what comes before is kept, the split and training run again.
     path = _pipeline(tmp_path, split={"strategy": "temporal", "ratios": [0.8, 0.1, 0.1], "seed": 7})
     changed = run_pipeline(path)
-    assert [s.status for s in changed.stages] == ["skipped", "skipped", "ran", "ran"]
+    assert [s.status for s in changed.stages] == ["skipped"] * 2 + ["ran"] * 4
+    assert "prior" in changed.stage("evaluate").facts["baselines"]
     # A run stopped part-way (as a killed process leaves it: state "running", only an earlier
     # checkpoint complete) resumes from that checkpoint instead of starting over.
     state = read_state(out)
@@ -106,7 +118,8 @@ def test_rerun_skips_unchanged_stages_and_reruns_changed_ones(tmp_path):
     metrics = out / "run" / "metrics.jsonl"
     metrics.write_text('{"step": 1, "marker": "kept by a resume"}\n' + metrics.read_text())
     resumed = run_pipeline(path)
-    assert [s.status for s in resumed.stages] == ["skipped", "skipped", "skipped", "resumed"]
+    statuses = [s.status for s in resumed.stages]
+    assert statuses == ["skipped", "skipped", "skipped", "resumed", "ran", "ran"]
     assert resumed.stage("train").facts["steps"] == 4
     # The same run folder, continued from checkpoint-2 (a fresh run would have replaced it).
     logged = [json.loads(line) for line in metrics.read_text().splitlines()]
