@@ -1,4 +1,4 @@
-"""`make demo`: every stage that exists, on sample_data/, with a tiny offline model.
+"""`make demo`: every stage, on sample_data/, with a tiny offline model.
 
 Run with ``python -m sam2_finetune.demo [--out DIR]``. Each step calls the same stage function
 the CLI and notebooks call, and the run ends with a printed summary. Nothing is downloaded.
@@ -168,11 +168,62 @@ def main(argv: list[str] | None = None) -> int:
         f"best model {trained.best_dir}"
     )
 
+    print("\n== 9. evaluate: the best model on the test split, next to the baselines")
+    from sam2_finetune.evaluate import EvaluateOptions, evaluate
+    from sam2_finetune.evaluate.generate import GenerationOptions
+    from sam2_finetune.evaluate.run import format_result as format_evaluation
+
+    evaluation = evaluate(
+        EvaluateOptions(
+            model=trained.run_dir,
+            data=out / "split",
+            split="test",
+            # A tiny random model rarely ends its answer by itself: cap it.
+            generation=GenerationOptions(max_new_tokens=96),
+            out=out / "evaluation",
+            overwrite=True,
+        )
+    )
+    print(format_evaluation(evaluation))
+    key = evaluation.headline
+    prior = evaluation.baselines["prior"].get(key)
+    empty = evaluation.baselines["empty"].get(key)
+    mine = evaluation.metrics.get(key)
+    summary.append(
+        f"evaluate  {evaluation.examples} test examples: {key} {_number(mine)}"
+        f" vs prior {_number(prior)}, empty {_number(empty)}; parse failures "
+        f"{_number(evaluation.metrics.get('parse_failure_rate'))} (a random model is expected to"
+        f" lose to the prior) -> {evaluation.out_dir}/summary.md"
+    )
+
+    print("\n== 10. export: the merged model, its card and deploy/ files")
+    from sam2_finetune.export import ExportOptions, export
+    from sam2_finetune.export import format_result as format_export
+
+    exported = export(
+        ExportOptions(
+            run=trained.run_dir,
+            out=out / "export",
+            merge=True,
+            evaluation=evaluation.out_dir,
+            overwrite=True,
+        )
+    )
+    print(format_export(exported))
+    summary.append(
+        f"export    {exported.kind} model ({exported.size_bytes / 1024:.0f} KB) -> "
+        f"{exported.out_dir} (README.md card, deploy/)"
+    )
+
     print("\n== summary")
     for line in summary:
         print("  " + line)
     print(f"  took {time.perf_counter() - started:.1f} s; outputs in {out}/")
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

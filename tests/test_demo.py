@@ -1,4 +1,4 @@
-"""`make demo` runs every stage that exists on sample_data/: keep it working after every change."""
+"""`make demo` runs every stage on sample_data/: keep it working after every change."""
 
 import subprocess
 import sys
@@ -17,7 +17,8 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout.split("== summary")[-1]
-    for stage in ("ingest", "validate", "convert", "split", "config", "model", "train"):
+    stages = ("ingest", "validate", "convert", "split", "config", "model", "train")
+    for stage in (*stages, "evaluate", "export"):
         assert f"  {stage}" in summary
     assert "leakage none" in summary and "check ok" in summary
     assert (out / "hf" / "dataset_info.json").is_file()
@@ -26,3 +27,7 @@ def test_demo_runs_every_stage_and_prints_the_summary(tmp_path):
     assert (out / "tiny-smolvlm" / "config.json").is_file()
     assert (out / "run" / "best" / "adapter_model.safetensors").is_file()
     assert (out / "run" / "summary.json").is_file()
+    # Evaluated on the test split next to the baselines, then exported with its card.
+    assert "vs prior" in summary and (out / "evaluation" / "metrics.json").is_file()
+    assert (out / "export" / "README.md").is_file()
+    assert (out / "export" / "deploy" / "inference.py").is_file()
