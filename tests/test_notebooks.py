@@ -18,7 +18,9 @@ MIN_RICH_OUTPUTS = {
     "quickstart.ipynb": {"image/png": 1},
     # validate's class chart, the frame with its masks / boxes / polygons; the validation report
     # (shown in two parts around the chart) and the split summary tables.
-    "pipeline.ipynb": {"image/png": 2, "text/markdown": 3},
+    "pipeline.ipynb": {"image/png": 3, "text/markdown": 4},
+    # the curves and the worst test images; the run summary and the metrics-vs-baselines table.
+    "inspect_run.ipynb": {"image/png": 2, "text/markdown": 2},
 }
 
 
