@@ -387,6 +387,7 @@ def test_two_processes_train_one_model_and_only_rank_0_writes(raw_dataset, tmp_p
         "data",
         "data_manifest.json",
         "metrics.jsonl",
+        "sam2_finetune.json",
         "summary.json",
         "tensorboard",
     ]
