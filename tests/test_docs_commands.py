@@ -27,7 +27,8 @@ from docs_blocks import (  # tests/ is on sys.path
 DOCS = ROOT / "docs"
 # Pages being written on other branches now; the lead brings each under this test (removes it
 # here) after merging it.
-PENDING = frozenset({"evaluate.md", "predict.md", "export.md", "metrics.md"})  # not yet runnable as written: they start from a run folder no earlier block makes
+# Not yet runnable as written: they start from a run folder no earlier block of theirs makes.
+PENDING = frozenset({"evaluate.md", "predict.md", "export.md", "metrics.md"})
 # How many command blocks each page marks `not run` (pages not listed: none).
 NOT_RUN = {
     "README.md": 2,
