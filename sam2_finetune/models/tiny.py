@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,12 +93,15 @@ def _tokenizer(
     pad: str,
     unk: str | None = None,
     named: dict[str, str] | None = None,
+    split_digits: bool = False,
 ) -> Any:
     """A byte-level BPE trained on :func:`_corpus`, with ``special_tokens`` first in the vocab.
 
     Byte-level, so any text (any label, any language) encodes without an unknown token.
     ``named`` are model-specific special tokens that processors read as tokenizer attributes
-    (``tokenizer.image_token``, ``tokenizer.boi_token``...).
+    (``tokenizer.image_token``, ``tokenizer.boi_token``...). ``split_digits`` makes every digit
+    its own token (as LLaMA's and Qwen's tokenizers do): a number is then written most
+    significant digit first, the same way whatever its value.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -106,6 +109,10 @@ def _tokenizer(
     specials = list(dict.fromkeys(t for t in (bos, eos, pad, unk, *special_tokens) if t))
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split_digits:
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), backend.pre_tokenizer]
+        )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=_BPE_VOCAB + len(specials),
@@ -236,6 +243,51 @@ _GEMMA3_TEMPLATE = (
 
 
 def _build_llava() -> tuple[Any, Any]:
+    return _llava(LlavaDims())
+
+
+@dataclass(frozen=True)
+class LlavaDims:
+    """The sizes of a tiny LLaVA: the default plumbing model, or :data:`LEARNER_DIMS`."""
+
+    image_size: int = 32
+    patch_size: int = 8
+    vision_hidden: int = _HIDDEN
+    vision_layers: int = 2
+    vision_heads: int = 2
+    text: tuple[tuple[str, int], ...] = tuple(TINY_TEXT_CONFIG.items())
+    text_layers: int = 2
+    # Resize every image to image_size x image_size (no crop): the default crops the centre of
+    # the shortest-edge resize, as CLIP does, which cuts the sides of a wide frame off.
+    squash: bool = False
+    split_digits: bool = False
+
+
+# The learner: big enough to learn where things are from a few thousand examples on a CPU (see
+# benchmarks/bench_learning.py), still under 2 MB. 64 x 64 images in 8-pixel patches (64 image
+# tokens) resized whole, not cropped, so every object is in view; width 128 in both towers
+# (bitsandbytes' 4-bit CPU kernel accepts every LM layer: in 128, out 64-256); 4 LM layers;
+# digits tokenised one by one, so every coordinate is written coarse to fine in 3 tokens.
+LEARNER_DIMS = LlavaDims(
+    image_size=64,
+    patch_size=8,
+    vision_hidden=128,
+    vision_layers=3,
+    vision_heads=4,
+    text=(
+        ("hidden_size", 128),
+        ("intermediate_size", 256),
+        ("num_attention_heads", 4),
+        ("num_key_value_heads", 2),
+        ("head_dim", 32),
+    ),
+    text_layers=4,
+    squash=True,
+    split_digits=True,
+)
+
+
+def _llava(dims: LlavaDims) -> tuple[Any, Any]:
     from transformers import (
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -243,13 +295,25 @@ def _build_llava() -> tuple[Any, Any]:
         LlavaProcessor,
     )
 
-    image_size, patch_size = 32, 8
+    image_size, patch_size = dims.image_size, dims.patch_size
     tokenizer = _tokenizer(
-        ["<image>"], chat_template=_LLAVA_TEMPLATE, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>"
+        ["<image>"],
+        chat_template=_LLAVA_TEMPLATE,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        split_digits=dims.split_digits,
     )
-    image_processor = LlavaImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
+    if dims.squash:
+        image_processor = LlavaImageProcessorPil(
+            size={"height": image_size, "width": image_size}, do_center_crop=False
+        )
+    else:
+        image_processor = LlavaImageProcessorPil(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+        )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -258,24 +322,29 @@ def _build_llava() -> tuple[Any, Any]:
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
         chat_template=_LLAVA_TEMPLATE,
     )
+    text = {**_llama_text(tokenizer), **dict(dims.text), "num_hidden_layers": dims.text_layers}
     config = LlavaConfig(
         vision_config={
             "model_type": "clip_vision_model",
-            "hidden_size": _HIDDEN,
-            "intermediate_size": 2 * _HIDDEN,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
+            "hidden_size": dims.vision_hidden,
+            "intermediate_size": 2 * dims.vision_hidden,
+            "num_hidden_layers": dims.vision_layers,
+            "num_attention_heads": dims.vision_heads,
             "image_size": image_size,
             "patch_size": patch_size,
-            "projection_dim": _HIDDEN,
+            "projection_dim": dims.vision_hidden,
         },
-        text_config=_llama_text(tokenizer),
+        text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=(image_size // patch_size) ** 2,
         vision_feature_layer=-1,
         pad_token_id=tokenizer.pad_token_id,
     )
     return LlavaForConditionalGeneration(config), processor
+
+
+def _build_llava_learner() -> tuple[Any, Any]:
+    return _llava(LEARNER_DIMS)
 
 
 _QWEN_SPECIALS = [
@@ -578,7 +647,30 @@ TINY_FAMILIES: dict[str, Callable[[], tuple[Any, Any]]] = {
 }
 
 
-def _builder(family: str) -> Callable[[], tuple[Any, Any]]:
+# Tiny sizes besides the default: size -> family -> builder. ``learner`` models are big enough to
+# learn grounding on a CPU in minutes (benchmarks/bench_learning.py); the default ones are for
+# plumbing tests. A sized checkpoint is written ``tiny:<family>-<size>``.
+DEFAULT_SIZE = "default"
+TINY_SIZES: dict[str, dict[str, Callable[[], tuple[Any, Any]]]] = {
+    "learner": {"llava": _build_llava_learner},
+}
+TinySize = Literal["default", "learner"]
+
+
+def parse_tiny_checkpoint(checkpoint: str) -> tuple[str, str]:
+    """``"tiny:<family>"`` or ``"tiny:<family>-<size>"`` -> ``(family, size)``.
+
+    Family names never hold a hyphen, so the size is what follows the last one.
+
+    >>> parse_tiny_checkpoint("tiny:llava-learner"), parse_tiny_checkpoint("tiny:qwen2_vl")
+    (('llava', 'learner'), ('qwen2_vl', 'default'))
+    """
+    name = checkpoint[len(TINY_PREFIX) :] if checkpoint.startswith(TINY_PREFIX) else checkpoint
+    family, sep, size = name.rpartition("-")
+    return (family, size) if sep else (name, DEFAULT_SIZE)
+
+
+def _builder(family: str, size: str = DEFAULT_SIZE) -> Callable[[], tuple[Any, Any]]:
     row = get_family(family)  # unknown names: one error, naming the closest family
     if row.trust_remote_code:
         checkpoints = ", ".join(c.name for c in row.checkpoints)
@@ -595,15 +687,37 @@ def _builder(family: str) -> Callable[[], tuple[Any, Any]]:
                 f"{family} from a real checkpoint with trust_remote_code on a machine with network",
             )
         )
-    return TINY_FAMILIES[family]
+    if size == DEFAULT_SIZE:
+        return TINY_FAMILIES[family]
+    sized = TINY_SIZES.get(size)
+    if sized is None or family not in sized:
+        offered = [f"tiny:{f}-{name}" for name, builders in TINY_SIZES.items() for f in builders]
+        raise ModelError(
+            describe(
+                f"no tiny {family} model of size {size!r}",
+                field="size",
+                expected=f"{DEFAULT_SIZE} (any family) | " + " | ".join(offered),
+                found=repr(size),
+                fix=f"use tiny:{family} (the default size), or one of " + ", ".join(offered),
+            )
+        )
+    return sized[family]
 
 
-def build_tiny_model(family: str, out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> Path:
+def build_tiny_model(
+    family: str,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    overwrite: bool = False,
+    size: str = DEFAULT_SIZE,
+) -> Path:
     """Build a tiny random ``family`` model with its processor into ``out_dir``; return the path.
 
-    The folder is what ``save_pretrained`` writes for the model and the processor, plus
-    ``tiny_model.json`` (family, version, seed, parameter count). It is written to a temporary
-    sibling and renamed into place. The same ``seed`` gives the same weights. Raises
+    ``size``: ``default`` (the plumbing models) or a size of :data:`TINY_SIZES` (``learner``,
+    for LLaVA). The folder is what ``save_pretrained`` writes for the model and the processor,
+    plus ``tiny_model.json`` (family, size, version, seed, parameter count). It is written to a
+    temporary sibling and renamed into place. The same ``seed`` gives the same weights. Raises
     :class:`ModelError` for unknown families and for families that need remote code, and
     :class:`~sam2_finetune.errors.OutputExistsError` if ``out_dir`` is not empty and not
     ``overwrite``.
@@ -611,15 +725,19 @@ def build_tiny_model(family: str, out_dir: Path, *, seed: int = 0, overwrite: bo
     >>> build_tiny_model("qwen2_vl", Path("tiny-qwen"))  # doctest: +SKIP
     PosixPath('tiny-qwen')
     """
-    builder = _builder(family)
+    builder = _builder(family, size)
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        _build_into(family, builder, tmp, seed)
+        _build_into(family, builder, tmp, seed, size)
     return out_dir
 
 
 def _build_into(
-    family: str, builder: Callable[[], tuple[Any, Any]], folder: Path, seed: int
+    family: str,
+    builder: Callable[[], tuple[Any, Any]],
+    folder: Path,
+    seed: int,
+    size: str = DEFAULT_SIZE,
 ) -> None:
     import torch
 
@@ -639,6 +757,7 @@ def _build_into(
             hf_logging.enable_progress_bar()
     marker = {
         "family": family,
+        "size": size,
         "tiny_version": TINY_VERSION,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -661,15 +780,18 @@ def tiny_cache_dir() -> Path:
     return Path(root) / "tiny"
 
 
-def tiny_cache_path(family: str) -> Path:
-    """The cache folder of ``family``'s tiny model for this tiny-model and transformers version."""
-    return tiny_cache_dir() / f"{family}-v{TINY_VERSION}-transformers{version('transformers')}"
+def tiny_cache_path(family: str, size: str = DEFAULT_SIZE) -> Path:
+    """The cache folder of ``family``'s tiny model of ``size`` for this tiny-model and
+    transformers version: ``<family>-v<N>-...`` (default size), ``<family>-<size>-v<N>-...``."""
+    name = family if size == DEFAULT_SIZE else f"{family}-{size}"
+    return tiny_cache_dir() / f"{name}-v{TINY_VERSION}-transformers{version('transformers')}"
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
-    """Turn ``"tiny:<family>"`` into the path of a cached tiny model; return anything else as is.
+    """Turn ``"tiny:<family>"`` (or ``"tiny:<family>-<size>"``, e.g. ``tiny:llava-learner``) into
+    the path of a cached tiny model; return anything else as is.
 
-    The tiny model is built once per family, tiny-model version and transformers version into
+    The tiny model is built once per family, size, tiny-model version and transformers version into
     :func:`tiny_cache_dir`. Safe under concurrency (pytest-xdist workers, several runs): each
     builder writes its own temporary folder and renames it into place; a rename that loses the
     race discards its copy and uses the winner's.
@@ -679,15 +801,15 @@ def resolve_checkpoint(checkpoint: str) -> str:
     """
     if not checkpoint.startswith(TINY_PREFIX):
         return checkpoint
-    family = checkpoint[len(TINY_PREFIX) :]
-    builder = _builder(family)
-    target = tiny_cache_path(family)
+    family, size = parse_tiny_checkpoint(checkpoint)
+    builder = _builder(family, size)
+    target = tiny_cache_path(family, size)
     if (target / MARKER_FILE).is_file():
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _build_into(family, builder, tmp, seed=0)
+        _build_into(family, builder, tmp, seed=0, size=size)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first
         except OSError as exc:
@@ -715,6 +837,11 @@ class TinyModelOptions(BaseModel):
         json_schema_extra={"positional": True},
     )
     out: Path = Field(description="Output folder (written atomically).")
+    size: TinySize = Field(
+        "default",
+        description="default (plumbing tests, any family) or learner (llava only: big enough "
+        "to learn grounding on a CPU in minutes).",
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the random weights.")
     overwrite: bool = Field(False, description="Replace a non-empty output folder.")
     json_output: bool = Field(False, alias="json", description="Print JSON instead of text.")
@@ -726,6 +853,7 @@ class TinyModelResult:
 
     path: str
     family: str
+    size: str
     parameters: int
     size_bytes: int
     seed: int
@@ -738,13 +866,18 @@ def tiny_model(options: TinyModelOptions) -> TinyModelResult:
     """Build the tiny model ``options`` describe (the ``tiny-model`` stage)."""
     started = time.perf_counter()
     path = build_tiny_model(
-        options.family, options.out, seed=options.seed, overwrite=options.overwrite
+        options.family,
+        options.out,
+        seed=options.seed,
+        overwrite=options.overwrite,
+        size=options.size,
     )
     seconds = time.perf_counter() - started
     marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
     return TinyModelResult(
         path=str(path),
         family=marker["family"],
+        size=marker["size"],
         parameters=marker["parameters"],
         size_bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
         seed=marker["seed"],
@@ -762,7 +895,8 @@ def tiny_model_command(options: TinyModelOptions) -> int:
         print(json.dumps(asdict(result), indent=2))
     else:
         print(
-            f"{result.family}: {result.parameters:,} parameters, {result.size_bytes / 1e6:.2f} MB "
+            f"{result.family}{'' if result.size == DEFAULT_SIZE else ' ' + result.size}: "
+            f"{result.parameters:,} parameters, {result.size_bytes / 1e6:.2f} MB "
             f"in {result.path} ({result.seconds:.1f} s)"
         )
     return 0

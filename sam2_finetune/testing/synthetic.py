@@ -733,3 +733,108 @@ def _blob(rng: np.random.Generator, radius: float) -> _Blob:
         room_x=side - (x + w),
         room_y=side - 1 - (y + h),  # keep a trailing zero run
     )
+
+
+# --------------------------------------------------------------------------------------------
+# A learnable set of short videos (benchmarks/bench_learning.py)
+# --------------------------------------------------------------------------------------------
+
+# Label -> (shape, colour): each label is one large, flat-coloured shape, so a model can tell the
+# labels apart from the pixels alone and the benchmark measures where it puts the boxes.
+SHAPE_LABELS: dict[str, tuple[Shape, tuple[int, int, int]]] = {
+    "car": ("rect", (220, 40, 40)),
+    "ball": ("ellipse", (40, 190, 60)),
+    "dog": ("triangle", (50, 80, 235)),
+}
+
+
+@dataclass(frozen=True)
+class ShapeVideo:
+    """One written video of :func:`write_shape_videos`: its export and its raw frames folder
+    (``convert --frames NAME=FOLDER``)."""
+
+    name: str
+    export: Path
+    frames: Path
+
+    @property
+    def frames_option(self) -> str:
+        """The ``--frames`` / ``ConvertOptions.frames`` item pairing the export with its frames."""
+        return f"{self.name}={self.frames}"
+
+
+def shape_tracks(
+    rng: np.random.Generator,
+    *,
+    max_objects: int = 2,
+    size_range: tuple[float, float] = (0.25, 0.45),
+    speed: float = 0.15,
+) -> list[TrackSpec]:
+    """1 to ``max_objects`` tracks of distinct :data:`SHAPE_LABELS` labels, each a shape whose
+    sides are ``size_range`` of the frame's, drifting at up to ``speed`` frame sides per second,
+    placed (by rejection, 50 tries) so that the shapes do not overlap at the start."""
+    labels = list(SHAPE_LABELS)
+    count = int(rng.integers(1, min(max_objects, len(labels)) + 1))
+    chosen = [labels[i] for i in rng.permutation(len(labels))[:count]]
+    tracks: list[TrackSpec] = []
+    boxes: list[tuple[float, float, float, float]] = []
+    for track_id, label in enumerate(chosen, start=1):
+        shape, colour = SHAPE_LABELS[label]
+        for _ in range(50):
+            w, h = (float(v) for v in rng.uniform(*size_range, size=2))
+            cx = float(rng.uniform(w / 2, 1 - w / 2))
+            cy = float(rng.uniform(h / 2, 1 - h / 2))
+            box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+            if all(
+                box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1] for b in boxes
+            ):
+                break
+        boxes.append(box)
+        vx, vy = (float(v) for v in rng.uniform(-speed, speed, size=2))
+        tracks.append(TrackSpec(track_id, label, shape, colour, (cx, cy), (vx, vy), (w, h)))
+    return tracks
+
+
+def write_shape_videos(
+    out_dir: str | os.PathLike[str],
+    n_videos: int,
+    *,
+    frames_per_video: int = 6,
+    width: int = 128,
+    height: int = 96,
+    max_objects: int = 2,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> list[ShapeVideo]:
+    """Write ``n_videos`` short synthetic SAM2 exports with their raw frames into ``out_dir``.
+
+    Video ``i`` is ``video_{i:04d}.zip`` (overlay images, as real exports have) plus
+    ``video_{i:04d}_frames/`` (raw frames, what a model must train on): ``frames_per_video``
+    frames sampled at 5 fps from 30 fps, over the scene background of seed ``seed + i``, with
+    the tracks :func:`shape_tracks` draws from ``numpy.random.default_rng([seed, i])``. The same
+    arguments write the same bytes.
+    """
+    out = Path(out_dir)
+    ensure_writable(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    videos = []
+    for i in range(n_videos):
+        rng = np.random.default_rng([seed, i])
+        name = f"video_{i:04d}"
+        export = out / f"{name}.zip"
+        frames = out / f"{name}_frames"
+        write_export(
+            export,
+            shape_tracks(rng, max_objects=max_objects),
+            width=width,
+            height=height,
+            source_fps=30.0,
+            target_fps=5.0,
+            duration_sec=frames_per_video / 5.0,
+            seed=seed + i,
+            video_filename=f"{name}.mp4",
+            raw_frames_dir=frames,
+            overwrite=True,
+        )
+        videos.append(ShapeVideo(name, export, frames))
+    return videos

@@ -50,7 +50,7 @@ from sam2_finetune.errors import (
 from sam2_finetune.models.memory import AttnImplementation, Method, Optimizer, PrecisionChoice
 from sam2_finetune.models.quantization import Quantization
 from sam2_finetune.models.registry import CHECKPOINT_FAMILY, FAMILIES
-from sam2_finetune.models.tiny import TINY_PREFIX
+from sam2_finetune.models.tiny import TINY_PREFIX, parse_tiny_checkpoint
 from sam2_finetune.outputs import atomic_write_text
 from sam2_finetune.train.augment import AugmentOptions
 from sam2_finetune.train.loading import (
@@ -182,7 +182,7 @@ class ModelSection(BaseModel):
         if self.checkpoint is None:
             self.checkpoint = family.default_checkpoint.name
         if self.checkpoint.startswith(TINY_PREFIX):
-            tiny_family = self.checkpoint[len(TINY_PREFIX) :]
+            tiny_family, _ = parse_tiny_checkpoint(self.checkpoint)  # tiny:llava-learner
             if tiny_family != self.family and not family.trust_remote_code:
                 problems.append(
                     _problem(

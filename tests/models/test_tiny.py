@@ -307,11 +307,11 @@ def test_resolve_checkpoint_losing_a_build_race_uses_the_winners_copy(tmp_path, 
     real_build = tiny._build_into
     winner: list[Path] = []
 
-    def build_while_another_worker_finishes_first(family, builder, folder, seed):
-        real_build(family, builder, folder, seed)
-        target = tiny.tiny_cache_path(family)
+    def build_while_another_worker_finishes_first(family, builder, folder, seed, size="default"):
+        real_build(family, builder, folder, seed, size)
+        target = tiny.tiny_cache_path(family, size)
         target.mkdir()
-        real_build(family, builder, target, seed)  # the other worker's finished copy
+        real_build(family, builder, target, seed, size)  # the other worker's finished copy
         (target / "winner").write_text("")
         winner.append(target)
 
