@@ -261,6 +261,10 @@ class LlavaDims:
     # the shortest-edge resize, as CLIP does, which cuts the sides of a wide frame off.
     squash: bool = False
     split_digits: bool = False
+    # Start the vision tower's patch position embeddings at the 2D sine-cosine table of ViT /
+    # MAE instead of noise: each image token then says where it is from the first step, which
+    # the model otherwise has to discover before it can learn a single box.
+    sincos_positions: bool = False
 
 
 # The learner: big enough to learn where things are from a few thousand examples on a CPU (see
@@ -284,7 +288,25 @@ LEARNER_DIMS = LlavaDims(
     text_layers=4,
     squash=True,
     split_digits=True,
+    sincos_positions=True,
 )
+
+
+def sincos_2d(grid: int, width: int) -> Any:
+    """The ``(grid * grid, width)`` 2D sine-cosine position table (MAE's
+    ``get_2d_sincos_pos_embed``): half the channels encode the row, half the column, each as
+    sines and cosines of geometric frequencies; patches in row-major order."""
+    import torch
+
+    quarter = width // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    coords = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+    parts = []
+    for axis in (rows, cols):
+        angles = axis.reshape(-1, 1) * omega.reshape(1, -1)
+        parts += [torch.sin(angles), torch.cos(angles)]
+    return torch.cat(parts, dim=1).float()
 
 
 def _llava(dims: LlavaDims) -> tuple[Any, Any]:
@@ -340,7 +362,14 @@ def _llava(dims: LlavaDims) -> tuple[Any, Any]:
         vision_feature_layer=-1,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return LlavaForConditionalGeneration(config), processor
+    model = LlavaForConditionalGeneration(config)
+    if dims.sincos_positions:
+        import torch
+
+        table = model.model.vision_tower.embeddings.position_embedding.weight
+        with torch.no_grad():  # row 0 is CLIP's CLS token, kept as drawn
+            table[1:] = sincos_2d(image_size // patch_size, dims.vision_hidden)
+    return model, processor
 
 
 def _build_llava_learner() -> tuple[Any, Any]:

@@ -1,0 +1,150 @@
+"""The learner size (``tiny:llava-learner``) and benchmarks/bench_learning.py's pipeline, kept
+from rotting: the learner builds, trains a few steps of full fine-tuning through ``train()``,
+and the bench's data preparation and scoring run on a tiny set. Whether it *learns* is measured
+by the benchmark itself (minutes of training), recorded in benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from PIL import Image  # noqa: E402
+
+from sam2_finetune.cli import main  # noqa: E402
+from sam2_finetune.errors import ModelError  # noqa: E402
+from sam2_finetune.models import tiny  # noqa: E402
+from sam2_finetune.models.tiny import (  # noqa: E402
+    MARKER_FILE,
+    build_tiny_model,
+    parse_tiny_checkpoint,
+    resolve_checkpoint,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_learning.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def learner(tmp_path_factory):
+    return build_tiny_model("llava", tmp_path_factory.mktemp("learner") / "m", size="learner")
+
+
+def test_checkpoint_names_parse_into_family_and_size():
+    assert parse_tiny_checkpoint("tiny:llava-learner") == ("llava", "learner")
+    assert parse_tiny_checkpoint("tiny:qwen2_5_vl") == ("qwen2_5_vl", "default")
+
+
+def test_learner_is_bigger_sees_whole_frames_and_writes_digits_one_by_one(learner, tiny_dirs):
+    from sam2_finetune.models.loading import load_processor
+
+    marker = json.loads((learner / MARKER_FILE).read_text())
+    default = json.loads((tiny_dirs("llava") / MARKER_FILE).read_text())
+    assert marker["size"] == "learner" and marker["family"] == "llava"
+    assert marker["parameters"] > 5 * default["parameters"]
+    processor = load_processor(learner, "llava")
+    # A wide frame is resized whole to a square (no centre crop cutting its sides off): a red
+    # stripe at the right edge is still there.
+    image = Image.new("RGB", (128, 64), (0, 0, 0))
+    image.paste((255, 0, 0), (120, 0, 128, 64))
+    batch = processor(text=["USER: <image>\nhi ASSISTANT:"], images=[[image]], return_tensors="pt")
+    side = tiny.LEARNER_DIMS.image_size
+    assert tuple(batch["pixel_values"].shape) == (1, 3, side, side)
+    assert batch["pixel_values"][0, 0, :, -1].mean() > batch["pixel_values"][0, 0, :, 0].mean()
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    dims = tiny.LEARNER_DIMS
+    assert int((batch["input_ids"] == image_id).sum()) == (dims.image_size // dims.patch_size) ** 2
+    pieces = processor.tokenizer.tokenize("[123, 456]")
+    assert [p for p in pieces if p.isdigit()] == list("123456")
+
+
+def test_learner_image_tokens_start_knowing_where_they_are(learner):
+    from sam2_finetune.models.loading import load_model
+
+    model = load_model(learner, "llava")
+    table = model.model.vision_tower.embeddings.position_embedding.weight.detach()
+    grid = tiny.LEARNER_DIMS.image_size // tiny.LEARNER_DIMS.patch_size
+    expected = tiny.sincos_2d(grid, tiny.LEARNER_DIMS.vision_hidden)
+    assert torch.allclose(table[1:], expected)
+
+    # Neighbouring patches are closer than far ones, along rows and columns alike.
+    def dist(a, b):
+        return float((expected[a] - expected[b]).norm())
+
+    assert dist(0, 1) < dist(0, grid - 1) and dist(0, grid) < dist(0, grid * (grid - 1))
+
+
+def test_learner_resolves_into_its_own_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(tiny.CACHE_ENV, str(tmp_path))
+    path = Path(resolve_checkpoint("tiny:llava-learner"))
+    assert path.name.startswith(f"llava-learner-v{tiny.TINY_VERSION}-")
+    assert json.loads((path / MARKER_FILE).read_text())["size"] == "learner"
+    assert tiny.tiny_cache_path("llava").name.startswith(f"llava-v{tiny.TINY_VERSION}-")
+
+
+def test_a_size_no_family_has_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelError) as info:
+        build_tiny_model("smolvlm", tmp_path / "m", size="learner")
+    assert "tiny:llava-learner" in str(info.value) and "tiny:smolvlm" in str(info.value)
+    with pytest.raises(ModelError, match="size 'huge'"):
+        resolve_checkpoint("tiny:llava-huge")
+
+
+def test_cli_builds_the_learner(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["tiny-model", "llava", "--size", "learner", "--out", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["size"] == "learner" and payload["parameters"] > 1_000_000
+
+
+@pytest.mark.slow
+def test_bench_data_trains_the_learner_fully_and_scores(bench, tmp_path):
+    """The bench's path end to end on 12 videos: whole-video split, a few steps of full
+    fine-tuning of the learner through train(), and scoring against the baselines."""
+    from sam2_finetune.train import train
+
+    data = bench.prepare_data(tmp_path, videos=12, frames_per_video=3, seed=0)
+    assert data["labels"] == ["ball", "car", "dog"]
+    assert sum(data["sizes"].values()) == 36 and data["sizes"]["test"] > 0
+    manifest = json.loads((data["split_dir"] / "split_manifest.json").read_text())
+    videos = {
+        name: {image_id.rsplit("/", 1)[0] for image_id in split["image_ids"]}
+        for name, split in manifest["splits"].items()
+    }
+    assert not videos["train"] & videos["test"] and not videos["train"] & videos["validation"]
+
+    config = bench.train_config(data["split_dir"], tmp_path / "run", steps=3, seed=0)
+    assert config.model.method == "full" and config.model.checkpoint == "tiny:llava-learner"
+    result = train(config)
+    assert result.global_step == 3 and math.isfinite(result.train_loss)
+    best = result.best_dir or tmp_path / "run" / "best"
+    from safetensors.torch import load_file
+
+    trained = load_file(str(best / "model.safetensors"))
+    initial = load_file(str(Path(resolve_checkpoint("tiny:llava-learner")) / "model.safetensors"))
+    changed = [name for name in initial if not torch.equal(initial[name], trained[name])]
+    # Full fine-tuning: the vision tower and the projector learn too, not only the LM.
+    assert any("vision_tower" in n for n in changed)
+    assert any("multi_modal_projector" in n for n in changed)
+    assert any("language_model" in n for n in changed)
+
+    scores = bench.score(best, data["split_dir"], seed=0, split_name="test")
+    assert scores["examples"] == data["sizes"]["test"]
+    assert set(scores["baselines"]) == {"prior", "empty"}
+    assert {"map50", "map", "mean_iou", "parse_failure_rate"} <= set(scores["metrics"])
+    assert scores["baselines"]["empty"]["map50"] == 0.0
