@@ -145,4 +145,4 @@ bench: setup ## Run the benchmarks (ratios against baselines measured in the sam
 	$(BIN)/python benchmarks/bench_timing.py
 
 clean: ## Remove data/, demo_output/ and caches
-	rm -rf data demo_output .pytest_cache .ruff_cache
+	rm -rf data demo_output pipeline_output .pytest_cache .ruff_cache
