@@ -380,3 +380,22 @@ def tiny_dirs(tmp_path_factory):
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def street_dataset(tmp_path_factory):
+    """The street scene with its raw frames (no overlays), as a canonical dataset folder: the
+    data of the train, evaluate and export tests (converted once per test process)."""
+    from sam2_finetune.convert import ConvertOptions, convert
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data"
+    out = tmp_path_factory.mktemp("street_scene_raw") / "hf"
+    convert(
+        ConvertOptions(
+            exports=[sample / "street_scene.zip"],
+            frames=[str(sample / "street_scene_frames")],
+            to="hf",
+            out=out,
+        )
+    )
+    return out

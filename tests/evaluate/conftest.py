@@ -12,23 +12,6 @@ SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 @pytest.fixture(scope="session")
-def street_dataset(tmp_path_factory):
-    """The street scene with its raw frames, as a canonical dataset folder (no splits)."""
-    from sam2_finetune.convert import ConvertOptions, convert
-
-    out = tmp_path_factory.mktemp("street") / "hf"
-    convert(
-        ConvertOptions(
-            exports=[SAMPLE / "street_scene.zip"],
-            frames=[str(SAMPLE / "street_scene_frames")],
-            to="hf",
-            out=out,
-        )
-    )
-    return out
-
-
-@pytest.fixture(scope="session")
 def tiny_run(street_dataset, tmp_path_factory):
     """A real run folder of `train` on the tiny SmolVLM: 2 steps, a checkpoint at each, best/,
     metrics.jsonl, sam2_finetune.json, data/split (train/validation/test)."""

@@ -12,23 +12,6 @@ FRAMES = sorted((SAMPLE / "street_scene_frames").glob("frame_*.png"))
 
 
 @pytest.fixture(scope="session")
-def street_dataset(tmp_path_factory):
-    """The street scene with its raw frames, as a canonical dataset folder."""
-    from sam2_finetune.convert import ConvertOptions, convert
-
-    out = tmp_path_factory.mktemp("export_data") / "hf"
-    convert(
-        ConvertOptions(
-            exports=[SAMPLE / "street_scene.zip"],
-            frames=[str(SAMPLE / "street_scene_frames")],
-            to="hf",
-            out=out,
-        )
-    )
-    return out
-
-
-@pytest.fixture(scope="session")
 def train_run(street_dataset, tmp_path_factory):
     """``train_run(family, *overrides)``: a 2-step run folder, trained once per session."""
     import torch
