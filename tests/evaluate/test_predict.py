@@ -57,12 +57,10 @@ def scene(tmp_path_factory):
 def memorised(scene, tiny_dirs, one_torch_thread):
     """A merged model folder (config + weights + processor + record) that answers the detect
     task on the scene's three frames with their true boxes."""
-    from peft import LoraConfig, get_peft_model
+    from memorising import fit, memorising_model, optimizer_for
 
     from sam2_finetune.evaluate.generate import generate_answers
-    from sam2_finetune.models.loading import load_model, load_processor
     from sam2_finetune.models.record import InferenceRecord, write_record
-    from sam2_finetune.models.registry import get_family
     from sam2_finetune.tasks import ExampleOptions
     from sam2_finetune.train.collator import VisionLanguageCollator
 
@@ -70,17 +68,7 @@ def memorised(scene, tiny_dirs, one_torch_thread):
     dataset = load_canonical(dataset_dir)
     rows = [dataset[i] for i in range(len(dataset))]
     labels = category_names(dataset)
-    torch.manual_seed(0)
-    model = load_model(str(tiny_dirs(FAMILY)), FAMILY)
-    processor = load_processor(tiny_dirs(FAMILY), FAMILY)
-    config = LoraConfig(
-        r=16,
-        lora_alpha=32,
-        lora_dropout=0.0,
-        target_modules=get_family(FAMILY).lora_target_modules,
-        modules_to_save=["lm_head"],
-    )
-    model = get_peft_model(model, config)
+    model, processor = memorising_model(tiny_dirs(FAMILY), FAMILY)
     collator = VisionLanguageCollator(
         processor=processor, family=FAMILY, answer_format="json", vocabulary=labels,
         options=ExampleOptions(task_mix={"detect": 1}),
@@ -100,14 +88,9 @@ def memorised(scene, tiny_dirs, one_torch_thread):
     items = [(row_image(row), ex) for row, ex in zip(rows, examples, strict=True)]
     # lr 5e-3 memorises in 75-125 steps on seeds 0-3 (1e-2 diverges on these images); checked
     # every 25 steps, so the fixture stops as soon as the answers are verbatim.
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    optimizer = optimizer_for(model, 5e-3)
     for _ in range(MAX_STEPS // 25):
-        model.train()
-        for _ in range(25):
-            loss = model(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+        fit(model, optimizer, [batch], 25)
         generated = generate_answers(model, processor, FAMILY, "json", items, labels=labels)
         if [g.text for g in generated] == [e.answer for e in examples]:
             break

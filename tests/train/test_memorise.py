@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from peft import LoraConfig, get_peft_model  # noqa: E402
+from memorising import fit, memorising_model, optimizer_for  # noqa: E402  (tests/ is on sys.path)
 
 from sam2_finetune.dataset import (  # noqa: E402
     category_names,
@@ -18,8 +18,6 @@ from sam2_finetune.dataset import (  # noqa: E402
     row_image,
 )
 from sam2_finetune.evaluate.generate import generate_answers  # noqa: E402
-from sam2_finetune.models.loading import load_model, load_processor  # noqa: E402
-from sam2_finetune.models.registry import get_family  # noqa: E402
 from sam2_finetune.tasks import ExampleOptions  # noqa: E402
 from sam2_finetune.train.callbacks import GroundingMetricsCallback  # noqa: E402
 from sam2_finetune.train.collator import VisionLanguageCollator  # noqa: E402
@@ -40,34 +38,16 @@ def rows(raw_dataset):
 def test_lora_memorises_four_examples_verbatim(tiny_dirs, rows):
     rows, labels = rows
     family = "smolvlm"
-    torch.manual_seed(0)
-    model = load_model(str(tiny_dirs(family)), family)
-    processor = load_processor(tiny_dirs(family), family)
-    # LoRA on the LM's projections, with the output head trained too: the tiny model's random
-    # head (hidden size 64, weights ~0.02) caps every logit near 1.3, so adapters alone move the
-    # argmax but leave the loss near log(vocabulary), and 100 steps are not enough.
-    config = LoraConfig(
-        r=16,
-        lora_alpha=32,
-        lora_dropout=0.0,
-        target_modules=get_family(family).lora_target_modules,
-        modules_to_save=["lm_head"],
-    )
-    model = get_peft_model(model, config)
+    # LoRA with the output head trained too (tests/memorising.py says why).
+    model, processor = memorising_model(tiny_dirs(family), family)
     options = ExampleOptions(task_mix={"ground": 1}, negative_rate=0.0)
     collator = VisionLanguageCollator(
         processor=processor, family=family, answer_format="json", vocabulary=labels,
         options=options,
     )  # fmt: skip
     batch = collator(rows)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(STEPS):
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    assert float(loss.detach()) < 0.1
+    loss = fit(model, optimizer_for(model, 1e-2), [batch], STEPS)
+    assert loss < 0.1
 
     examples = [collator.example(row) for row in rows]
     items = [(row_image(row), example) for row, example in zip(rows, examples, strict=True)]
