@@ -526,6 +526,20 @@ def _run_export(options: ExportOptions) -> dict[str, Any]:
     }
 
 
+def _run_stage(name: str, options: Any, resume: bool) -> dict[str, Any]:
+    if name == "validate":
+        return _run_validate(options)
+    if name == "convert":
+        return _run_convert(options)
+    if name == "split":
+        return _run_split(options)
+    if name == "train":
+        return _run_train(options, resume)
+    if name == "evaluate":
+        return _run_evaluate(options)
+    return _run_export(options)
+
+
 def _train_resumable(run_dir: Path) -> bool:
     from sam2_finetune.train.run import complete_checkpoints
 
@@ -590,18 +604,18 @@ def run_pipeline(
         state["stages"][name] = {"fingerprint": mine, "status": "running"}
         _save_state(out, state)
         began = time.perf_counter()
-        if name == "validate":
-            facts = _run_validate(stage_options)
-        elif name == "convert":
-            facts = _run_convert(stage_options)
-        elif name == "split":
-            facts = _run_split(stage_options)
-        elif name == "train":
-            facts = _run_train(stage_options, resume)
-        elif name == "evaluate":
-            facts = _run_evaluate(stage_options)
-        else:
-            facts = _run_export(stage_options)
+        try:
+            facts = _run_stage(name, stage_options, resume)
+        except BaseException as error:
+            # The state says what stopped it (a training stopped part-way still resumes).
+            stopped = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            state["stages"][name] = {
+                "fingerprint": mine,
+                "status": stopped,
+                "error": str(error).splitlines()[0] if str(error) else type(error).__name__,
+            }
+            _save_state(out, state)
+            raise
         seconds = round(time.perf_counter() - began, 2)
         state["stages"][name] = {
             "fingerprint": mine,

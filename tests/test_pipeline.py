@@ -81,6 +81,9 @@ def test_validation_errors_stop_the_pipeline_naming_the_report(tmp_path):
         run_pipeline(path)
     assert "report.md" in str(error.value) and "fail_on" in str(error.value)
     assert not (tmp_path / "out" / "dataset").exists()
+    # The state file says which stage stopped it, and why.
+    stopped = read_state(tmp_path / "out")["stages"]["validate"]
+    assert stopped["status"] == "failed" and "fail_on" in stopped["error"]
 
 
 @pytest.mark.slow
