@@ -258,7 +258,7 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     """
     import torch
 
-    from sam2_finetune.models.tiny import TINY_PREFIX
+    from sam2_finetune.models.tiny import is_plumbing_model
     from sam2_finetune.train.arguments import check_precision
     from sam2_finetune.train.check import (
         check_config,
@@ -291,10 +291,12 @@ def train(config: TrainConfig, *, resume: bool | str | None = None) -> TrainResu
     device, precision = resolve_device(config, facts), resolve_precision(config, facts)
     check_precision(device, precision)  # before anything is written or loaded
     threads = torch.get_num_threads()
-    if device == "cpu" and str(config.model.checkpoint).startswith(TINY_PREFIX):
-        # A tiny model's 64-wide matrices are too small to split between threads: one thread
-        # generated the grounding callback's answers 12x faster than two on a busy 2-core
-        # machine (1.5 s against 18 s), and trains faster too. Restored when the run ends.
+    if device == "cpu" and is_plumbing_model(str(config.model.checkpoint)):
+        # A default tiny model's 64-wide matrices are too small to split between threads: one
+        # thread generated the grounding callback's answers 12x faster than two on a busy 2-core
+        # machine (1.5 s against 18 s), and trains faster too. The learner (width 128, batches
+        # of 16) keeps every thread: 400 steps took 96 s on two, 144 s on one (idle 2-core
+        # machine, benchmarks/bench_learning.py). Restored when the run ends.
         torch.set_num_threads(1)
     try:
         return _run(config, run_dir, resume, device, precision, started)
