@@ -231,7 +231,7 @@ def load_for_inference(
     ('smolvlm', 'best')
     """
     from sam2_finetune.models.chat import apply_image_settings
-    from sam2_finetune.models.loading import load_model, load_processor
+    from sam2_finetune.models.loading import load_model, load_processor, quiet_peft
 
     folder, record_folder = model_folder(path, checkpoint)
     if not (record_folder / RECORD_NAME).is_file() and (folder / RECORD_NAME).is_file():
@@ -256,7 +256,8 @@ def load_for_inference(
             **placement,
         )
         try:
-            model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+            with quiet_peft():
+                model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelError(
                 describe(

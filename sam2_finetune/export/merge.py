@@ -48,10 +48,13 @@ def merged_model(checkpoint: Checkpoint, dtype: Any = None) -> tuple[Any, float]
     (loading the base and the adapter included)."""
     from peft import PeftModel
 
+    from sam2_finetune.models.loading import quiet_peft
+
     started = time.perf_counter()
     base = load_base(checkpoint, dtype)
     try:
-        model = PeftModel.from_pretrained(base, str(checkpoint.folder))
+        with quiet_peft():
+            model = PeftModel.from_pretrained(base, str(checkpoint.folder))
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ExportSourceError(
             describe(

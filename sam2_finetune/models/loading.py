@@ -17,6 +17,9 @@ machine that *does* have torchvision gets the same pixels as CI.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +59,18 @@ __all__ = [
     "load_processor",
     "quantization_config",
 ]
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Around peft's wrapping and loading: peft reads transformers' deprecated
+    ``is_gradient_checkpointing`` property, whose FutureWarning (transformers 5) would be printed
+    on every run and says nothing a user can act on. Other warnings pass."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def _check_remote_code(family: str, row: ModelFamily, trust_remote_code: bool) -> None:

@@ -235,8 +235,8 @@ def check_config(
         findings.append(
             CheckFinding(
                 "info",
-                f"{checkpoint} is a tiny random model (under 1 MB): memory is negligible "
-                "and no estimate is made",
+                f"{checkpoint} is a tiny random model (a few MB at most): memory is "
+                "negligible and no estimate is made",
             )
         )
     else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sam2_finetune.models.loading import load_model, load_processor
+from sam2_finetune.models.loading import load_model, load_processor, quiet_peft
 from sam2_finetune.models.registry import get_family
 
 if TYPE_CHECKING:
@@ -152,7 +152,8 @@ def prepare_model(
     if options.method == "lora":
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(family, options))
+        with quiet_peft():
+            model = get_peft_model(model, lora_config(family, options))
         # An unfrozen projector or vision tower is trained in full next to the adapters (peft's
         # modules_to_save copies it in the weights' dtype): its weights, like the adapters', are
         # fp32, so bf16 does not round its updates away and fp16's grad scaler can unscale them.

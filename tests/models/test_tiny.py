@@ -352,3 +352,12 @@ def test_cli_explains_remote_code_families(tmp_path, capsys):
     assert main(["tiny-model", "cogvlm", "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "trust_remote_code" in err and "Traceback" not in err
+
+
+def test_only_the_default_tiny_models_are_plumbing_models():
+    # train() runs plumbing models on one torch thread; the learner and real checkpoints keep
+    # every thread.
+    assert tiny.is_plumbing_model("tiny:smolvlm")
+    assert tiny.is_plumbing_model("tiny:qwen2_vl")
+    assert not tiny.is_plumbing_model("tiny:llava-learner")
+    assert not tiny.is_plumbing_model("Qwen/Qwen2-VL-2B-Instruct")

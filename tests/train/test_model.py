@@ -146,3 +146,14 @@ def test_qlora_with_gradient_checkpointing_reaches_the_adapters(tiny_dirs):
     loss.backward()
     grads = [p.grad for n, p in prepared.model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_wrapping_in_lora_prints_no_deprecation_noise(tiny_dirs):
+    # peft reads transformers' deprecated `is_gradient_checkpointing`: its FutureWarning was
+    # printed on every train, evaluate and export run; models.loading.quiet_peft drops it.
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_model(options(tiny_dirs), precision="fp32")
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
