@@ -79,7 +79,9 @@ def test_learner_image_tokens_start_knowing_where_they_are(learner):
     model = load_model(learner, "llava")
     table = model.model.vision_tower.embeddings.position_embedding.weight.detach()
     grid = tiny.LEARNER_DIMS.image_size // tiny.LEARNER_DIMS.patch_size
-    expected = tiny.sincos_2d(grid, tiny.LEARNER_DIMS.vision_hidden)
+    expected = tiny.LEARNER_DIMS.sincos_scale * tiny.sincos_2d(
+        grid, tiny.LEARNER_DIMS.vision_hidden
+    )
     assert torch.allclose(table[1:], expected)
 
     # Neighbouring patches are closer than far ones, along rows and columns alike.
