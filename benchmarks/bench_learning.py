@@ -24,7 +24,7 @@ average (the dev machine is shared), and written as JSON with ``--json``. Nothin
 test split: the schedule and the learner's position-table scale were chosen on the validation
 split (``--split validation``), and the test split scored once.
 
-    .venv/bin/python benchmarks/bench_learning.py                # the benchmark (~5 min)
+    .venv/bin/python benchmarks/bench_learning.py                # the benchmark (~6 min)
     .venv/bin/python benchmarks/bench_learning.py --quick        # the data path only, seconds
 """
 
@@ -165,6 +165,27 @@ def train_config(
     )
 
 
+def image_use(model: Any, processor: Any, rows: list[Any], labels: list[str], seed: int) -> float:
+    """How much the model's answers depend on the image: the loss on the answer tokens (nats per
+    token) with each frame's image swapped for the next frame's, minus the loss with its own.
+    0 when the image is ignored (the language model answers from the text alone), which is where
+    a learner from scratch starts and stays for its first few hundred steps."""
+    import torch
+
+    from sam2_finetune.train.collator import collator_for_config
+
+    config = train_config(Path("."), Path("."), 1, seed, augment=False)
+    collator = collator_for_config(config, processor, labels)
+    collator.training = False
+    batch = collator(rows)
+    model.eval()
+    with torch.no_grad():
+        own = float(model(**batch).loss)
+        batch["pixel_values"] = batch["pixel_values"].roll(1, dims=0)
+        swapped = float(model(**batch).loss)
+    return round(swapped - own, 4)
+
+
 def score(
     model_dir: Path,
     split_dir: Path,
@@ -230,7 +251,10 @@ def score(
     prior = prior_from_rows(data["train"].remove_columns("image"))
     baselines = score_baselines(((t, LABELS_TASK, None) for t in truths), labels, prior)
     model_summary = summary(report)
+    # Frames 6 apart: the next video's (each video has 6), so a swap changes what is in view.
+    probe_rows = [frames[i] for i in range(0, min(len(frames), 192), 6)]
     return {
+        "image_use": image_use(model, processor, probe_rows, labels, seed),
         "parameters": sum(p.numel() for p in model.parameters()),
         "split": split_name,
         "examples": len(items),
@@ -250,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=300, help="synthetic videos (default 300)")
     parser.add_argument("--frames-per-video", type=int, default=6)
     parser.add_argument(
-        "--steps", type=int, default=1200, help="optimizer steps (default 1200: ~5 min on 2 cores)"
+        "--steps", type=int, default=1200, help="optimizer steps (default 1200: ~5.5 min, 2 cores)"
     )
     parser.add_argument("--batch-size", type=int, default=TRAINING["batch_size"])
     parser.add_argument("--learning-rate", type=float, default=TRAINING["learning_rate"])
@@ -345,6 +369,8 @@ def report_text(out: dict[str, Any]) -> str:
         f"parse failures {m['parse_failure_rate']:.3f}  (per class: {per_class})",
         f"  prior baseline mAP50 {prior['map50']:.3f} (mAP {prior['map']:.3f}, mean IoU "
         f"{prior['mean_iou']:.3f}); empty baseline mAP50 {empty['map50']:.3f}",
+        f"  image use: {out['image_use']} nats per answer token (loss with another frame's "
+        "image minus with its own; 0: the image is ignored)",
         f"  ratio to prior: {out['ratio_to_prior']}x; target mAP50 >= 0.3 and >= 5x prior: "
         + (
             "met"

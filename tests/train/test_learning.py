@@ -150,3 +150,4 @@ def test_bench_data_trains_the_learner_fully_and_scores(bench, tmp_path):
     assert set(scores["baselines"]) == {"prior", "empty"}
     assert {"map50", "map", "mean_iou", "parse_failure_rate"} <= set(scores["metrics"])
     assert scores["baselines"]["empty"]["map50"] == 0.0
+    assert math.isfinite(scores["image_use"])  # another frame's image vs its own, nats/token
