@@ -32,11 +32,6 @@ Polygon = list[Point]
 # A part needs at least its extreme vertices; four keep its bounding box exact.
 MIN_POINTS_PER_PART = 4
 
-# Heading (dx, dy) in image coordinates (y down); turning right is clockwise on screen.
-_RIGHT, _DOWN, _LEFT, _UP = (1, 0), (0, 1), (-1, 0), (0, -1)
-_TURN_RIGHT = {_RIGHT: _DOWN, _DOWN: _LEFT, _LEFT: _UP, _UP: _RIGHT}
-_TURN_LEFT = {v: k for k, v in _TURN_RIGHT.items()}
-
 
 def mask_to_polygons(
     mask: np.ndarray | Rle,
@@ -168,6 +163,10 @@ def _parts(bitmap: np.ndarray) -> list[tuple[int, int, int]]:
     above = (rows - 1) * stride
     lo = np.searchsorted(e_global, above + starts, side="left")
     hi = np.searchsorted(s_global, above + ends, side="right")
+    if rows.size == 1 or (np.all(np.diff(rows) == 1) and np.all(hi[1:] > lo[1:])):
+        # One run per row over consecutive rows, each touching the run above: one part (most
+        # object masks), found without the union-find below.
+        return [(int((ends - starts).sum()), int(rows[0]), int(starts[0]))]
     parent = list(range(rows.size))
 
     def find(i: int) -> int:
@@ -194,37 +193,35 @@ def _trace(bitmap: np.ndarray, row: int, col: int) -> list[tuple[int, int]]:
     Walks pixel cracks with the part on the right-hand side. At each vertex: if the pixel ahead
     on the left is set, turn left (8-connectivity joins diagonal neighbours); else if the one
     ahead on the right is set, go straight; else turn right.
+
+    Vertices are indices into the padded bitmap (vertex ``(x, y)`` is the index of the pixel
+    below-right of it), so a step is one addition and a look-up one index: headings 0-3 are
+    right, down, left, up (a right turn adds 1).
     """
     height, width = bitmap.shape
     stride = width + 2
     padded = np.zeros((height + 2, stride), dtype=np.uint8)
     padded[1:-1, 1:-1] = bitmap
     cells = padded.tobytes()
-
-    def filled(cx2: int, cy2: int) -> bool:
-        # Pixel whose centre is (cx2 / 2, cy2 / 2) in vertex coordinates, shifted by the pad.
-        return cells[(cy2 // 2 + 1) * stride + cx2 // 2 + 1] == 1
-
-    start = (col, row)
-    x, y = col + 1, row
-    heading = _RIGHT
+    # The pixels ahead-left and ahead-right of a vertex, and the step, for each heading:
+    # right: above-right / below-right; down: below-right / below-left; left: below-left /
+    # above-left; up: above-left / above-right.
+    ahead_left = (-stride, 0, -1, -stride - 1)
+    ahead_right = (0, -1, -stride - 1, -stride)
+    step = (1, stride, -1, -stride)
+    start = (row + 1) * stride + col + 1
+    vertex, heading = start + 1, 0
     corners = [start]
-    while (x, y) != start:
-        dx, dy = heading
-        # Centres of the pixels ahead-left and ahead-right, doubled to stay in integers.
-        ahead_left = filled(2 * x + dx + dy, 2 * y + dy - dx)
-        ahead_right = filled(2 * x + dx - dy, 2 * y + dy + dx)
-        if ahead_left:
-            new_heading = _TURN_LEFT[heading]
-        elif ahead_right:
-            new_heading = heading
-        else:
-            new_heading = _TURN_RIGHT[heading]
-        if new_heading != heading:
-            corners.append((x, y))
-            heading = new_heading
-        x, y = x + heading[0], y + heading[1]
-    return corners
+    while vertex != start:
+        if cells[vertex + ahead_left[heading]]:
+            heading = (heading - 1) % 4
+            corners.append(vertex)
+        elif not cells[vertex + ahead_right[heading]]:
+            heading = (heading + 1) % 4
+            corners.append(vertex)
+        vertex += step[heading]
+    ys, xs = np.divmod(np.asarray(corners), stride)
+    return list(zip((xs - 1).tolist(), (ys - 1).tolist(), strict=True))
 
 
 def _share_budget(sizes: list[int], max_points: int) -> list[int]:
@@ -258,6 +255,8 @@ def _simplify(
     if n <= budget:
         return contour
     points = np.asarray(contour, dtype=np.float64)
+    # The contour twice over: a cyclic span is then a slice (a view), not a gather.
+    doubled = np.concatenate([points, points])
     xs, ys = points[:, 0], points[:, 1]
     seeds = sorted(
         {0, int(np.argmin(xs)), int(np.argmax(xs)), int(np.argmin(ys)), int(np.argmax(ys))}
@@ -270,10 +269,9 @@ def _simplify(
         span = (b - a) % n or n
         if span < 2:
             return
-        idx = (a + np.arange(1, span)) % n
-        dist = _segment_distance(points[idx], points[a], points[b])
+        dist = _segment_distance(doubled[a + 1 : a + span], points[a], points[b])
         far = int(np.argmax(dist))
-        heapq.heappush(heap, (-float(dist[far]), a, b, int(idx[far])))
+        heapq.heappush(heap, (-float(dist[far]), a, b, (a + 1 + far) % n))
 
     for k, a in enumerate(seeds):
         push(a, seeds[(k + 1) % len(seeds)])
@@ -292,7 +290,10 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
     ab = b - a
     length2 = float(ab @ ab)
     if length2 == 0.0:
-        return np.hypot(*(p - a).T)
-    t = np.clip(((p - a) @ ab) / length2, 0.0, 1.0)
-    nearest = a + t[:, None] * ab
-    return np.hypot(*(p - nearest).T)
+        rel = p - a
+        return np.hypot(rel[:, 0], rel[:, 1])
+    t = ((p - a) @ ab) / length2
+    # np.clip's dispatch costs more than the arithmetic on these short spans: same result.
+    np.minimum(np.maximum(t, 0.0, out=t), 1.0, out=t)
+    off = p - (a + t[:, None] * ab)
+    return np.hypot(off[:, 0], off[:, 1])

@@ -69,6 +69,16 @@ def test_diagonal_neighbours_are_one_part():
     assert np.array_equal(_draw(polygons, mask.shape), mask)
 
 
+def test_one_run_per_row_is_one_part_only_where_the_runs_touch():
+    # Consecutive rows with one run each: the shortcut past the union-find must still see
+    # that a run two columns past the one above is another part.
+    mask = _mask(["##....", ".##...", "....##", "....#."])
+    polygons = mask_to_polygons(mask, min_area=1)
+    assert len(polygons) == 2
+    assert np.array_equal(_draw(polygons, mask.shape), mask)
+    assert len(mask_to_polygons(_mask(["##....", "..##..", "....##"]), min_area=1)) == 1
+
+
 def test_holes_are_filled_and_the_iou_says_so():
     mask = _mask(["#####", "#...#", "#...#", "#...#", "#####"])
     polygons = mask_to_polygons(mask)

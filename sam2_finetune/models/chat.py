@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sam2_finetune.models.record import ImageSettings
 
 __all__ = [
+    "answer_frame",
     "apply_image_settings",
     "chat_texts",
     "is_prefix_suffix",
@@ -76,6 +77,32 @@ def chat_texts(
             )
         )
     return first, full
+
+
+# Stands for the answer when the template is rendered once per prompt (answer_frame): private-use
+# characters no answer format writes, so the template cannot mistake it for content it alters.
+ANSWER_SLOT = "\ue000answer\ue001"
+
+
+def answer_frame(
+    processor: Any, family: str, prompt: str, *, first: str, answer: str, full: str
+) -> tuple[str, str] | None:
+    """``(head, tail)`` with ``head + answer + tail`` the full text of ``prompt`` for any answer,
+    so a training run renders the chat template once per prompt instead of once per example.
+
+    ``first``, ``answer`` and ``full`` are one example rendered the ordinary way
+    (:func:`chat_texts`), the check that the template copies the answer verbatim. None when it
+    does not (a template that trims, escapes or inspects the answer): then every example must be
+    rendered through :func:`chat_texts`."""
+    if is_prefix_suffix(family):
+        frame: tuple[str, str] = ("", "")
+    else:
+        _, slotted = chat_texts(processor, family, prompt, ANSWER_SLOT, first=first)
+        if slotted.count(ANSWER_SLOT) != 1:
+            return None
+        head, tail = slotted.split(ANSWER_SLOT)
+        frame = (head, tail)
+    return frame if frame[0] + answer + frame[1] == full else None
 
 
 def _size_value(size: Any, key: str) -> Any:

@@ -32,6 +32,7 @@ from sam2_finetune.answer_formats import get_format, render_answer
 from sam2_finetune.dataset import row_image
 from sam2_finetune.errors import DatasetError, describe
 from sam2_finetune.models.chat import (
+    answer_frame,
     apply_image_settings,
     chat_texts,
     is_prefix_suffix,
@@ -101,7 +102,10 @@ class VisionLanguageCollator:
     skipped: int = 0
     shortened: int = 0
     _warned: bool = field(default=False, repr=False)
-    _prompts: dict[str, str] = field(default_factory=dict, repr=False)
+    # prompt -> (its rendered text, the (head, tail) around any answer, or None: see _texts)
+    _prompts: dict[str, tuple[str, tuple[str, str] | None]] = field(
+        default_factory=dict, repr=False
+    )
 
     # --- examples -------------------------------------------------------------------------
 
@@ -143,13 +147,22 @@ class VisionLanguageCollator:
 
     def _texts(self, prompt: str, answer: str) -> tuple[str, str]:
         # The one prompt builder generation uses too (models.chat). A run asks few distinct
-        # prompts (templates x labels), each rendered once: half the chat-template renders.
-        first = self._prompts.get(prompt)
-        if first is None:
+        # prompts (templates x labels): each is rendered once, with its answer's surroundings,
+        # so later examples of the prompt render no template at all.
+        cached = self._prompts.get(prompt)
+        if cached is None:
             first = prompt_text(self.processor, self.family, prompt)
+            first, full = chat_texts(self.processor, self.family, prompt, answer, first=first)
             if len(self._prompts) < PROMPT_CACHE_SIZE:
-                self._prompts[prompt] = first
-        return chat_texts(self.processor, self.family, prompt, answer, first=first)
+                frame = answer_frame(
+                    self.processor, self.family, prompt, first=first, answer=answer, full=full
+                )
+                self._prompts[prompt] = (first, frame)
+            return first, full
+        first, frame = cached
+        if frame is None:  # the template does not copy answers verbatim: render each
+            return chat_texts(self.processor, self.family, prompt, answer, first=first)
+        return first, frame[0] + answer + frame[1]
 
     def encode(self, image: Any, example: Example) -> Encoded:
         prompt_text, full_text = self._texts(example.prompt, example.answer)

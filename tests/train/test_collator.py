@@ -145,3 +145,61 @@ def test_resized_size_is_the_processor_s_own(tiny_dirs, rows):
         patch = processor.image_processor.patch_size
         expected = (int(grid[2]) * patch, int(grid[1]) * patch)
         assert collator.resized_wh(row["width"], row["height"]) == expected
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_texts_rendered_once_per_prompt_equal_the_template_s(tiny_dirs, rows, family):
+    """The collator renders each prompt's template once and places later answers in it: the
+    texts must be the ones the chat template writes for every example, over several epochs."""
+    from sam2_finetune.models.chat import chat_texts
+
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, family, vocabulary)
+    seen = 0
+    for epoch in range(4):
+        collator.epoch = epoch
+        for row in rows:
+            for example in collator.examples(row):
+                ours = collator.encode(None, example)
+                expected = chat_texts(collator.processor, family, example.prompt, example.answer)
+                assert (ours.prompt_text, ours.full_text) == expected
+                seen += 1
+    assert seen > len(collator._prompts)  # some prompts came back with other answers
+
+
+class _ToyTemplate:
+    """A chat template written in Python: ``alter`` is applied to the assistant's text."""
+
+    def __init__(self, alter):
+        self.alter = alter
+
+    def apply_chat_template(self, conversation, add_generation_prompt=False):
+        out = ""
+        for turn in conversation:
+            text = "".join(part.get("text", "<image>") for part in turn["content"])
+            if turn["role"] == "assistant":
+                text = self.alter(text)
+            out += f"<{turn['role']}>{text}</{turn['role']}>"
+        return out + ("<assistant>" if add_generation_prompt else "")
+
+
+@pytest.mark.parametrize(
+    ("alter", "verbatim"),
+    [(lambda t: t, True), (str.upper, False), (lambda t: t.strip() + ".", False)],
+)
+def test_the_answer_frame_is_used_only_for_templates_that_copy_answers(alter, verbatim):
+    from sam2_finetune.models.chat import answer_frame, chat_texts
+
+    processor = _ToyTemplate(alter)
+    first, full = chat_texts(processor, "llava", "Find the cup.", "a cup ")
+    frame = answer_frame(
+        processor, "llava", "Find the cup.", first=first, answer="a cup ", full=full
+    )
+    if not verbatim:
+        assert frame is None  # the collator then renders every example through chat_texts
+        return
+    head, tail = frame
+    assert head == first and tail == "</assistant>"
+    assert (
+        head + "two cups" + tail == chat_texts(processor, "llava", "Find the cup.", "two cups")[1]
+    )
