@@ -193,26 +193,35 @@ class VisionLanguageCollator:
         return batch
 
     def _answer_labels(self, batch: dict[str, Any], items: Sequence[Encoded]) -> Any:
+        import torch
+
         tokenizer = self.processor.tokenizer
         input_ids, attention = batch["input_ids"], batch["attention_mask"]
-        labels = input_ids.new_full(input_ids.shape, IGNORE_INDEX)
-        right_padded = tokenizer.padding_side == "right"
-        # The answer turns of the whole batch in one tokenizer call (one Rust batch).
+        width = input_ids.shape[1]
+        # Each row's first and last attended token, for the whole batch in two tensor ops.
+        firsts = attention.argmax(dim=1).tolist()
+        if tokenizer.padding_side == "right":
+            ends = (width - attention.flip(1).argmax(dim=1)).tolist()
+        else:
+            ends = [width] * len(items)
+        rows = input_ids.tolist()
         tails = [item.full_text[len(item.prompt_text) :] for item in items]
-        tail_batch = _token_ids(tokenizer, tails)
-        for i, (item, tail_ids) in enumerate(zip(items, tail_batch, strict=True)):
-            positions = attention[i].nonzero().flatten()
-            end = int(positions[-1]) + 1 if right_padded else input_ids.shape[1]
-            start = end - len(tail_ids)
-            if input_ids[i, start:end].tolist() != tail_ids:
+        starts = []
+        for i, (item, tail_ids) in enumerate(zip(items, _token_ids(tokenizer, tails), strict=True)):
+            start = ends[i] - len(tail_ids)
+            if rows[i][start : ends[i]] != tail_ids:
                 # The boundary tokenised differently: measure the prompt alone.
                 alone = self.processor(
                     text=[item.prompt_text], images=[[item.image]], return_tensors="pt"
                 )
-                first = int(positions[0]) if not right_padded else 0
+                first = firsts[i] if tokenizer.padding_side != "right" else 0
                 start = first + alone["input_ids"].shape[1]
-            labels[i, start:end] = input_ids[i, start:end]
-        return labels
+            starts.append(start)
+        columns = torch.arange(width)
+        answer = (columns >= torch.tensor(starts)[:, None]) & (
+            columns < torch.tensor(ends)[:, None]
+        )
+        return torch.where(answer, input_ids, IGNORE_INDEX)
 
     # --- length ---------------------------------------------------------------------------
 

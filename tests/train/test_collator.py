@@ -203,3 +203,28 @@ def test_the_answer_frame_is_used_only_for_templates_that_copy_answers(alter, ve
     assert (
         head + "two cups" + tail == chat_texts(processor, "llava", "Find the cup.", "two cups")[1]
     )
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_an_answer_tokenised_differently_alone_is_found_by_measuring_the_prompt(
+    tiny_dirs, rows, family, padding_side, monkeypatch
+):
+    """When the answer's tokens alone differ from its tokens in context (a merge across the
+    boundary), the collator measures the prompt instead: the labels are the same, on either
+    padding side."""
+    import sam2_finetune.train.collator as collator_module
+
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, family, vocabulary)
+    tokenizer = collator.processor.tokenizer
+    tokenizer.padding_side = padding_side
+    expected = collator(rows)["labels"]
+    for i, row in enumerate(rows):
+        trained = tokenizer.decode(expected[i][expected[i] != IGNORE_INDEX])
+        assert trained.lstrip().startswith(collator.example(row).answer)
+    real = collator_module._token_ids
+    monkeypatch.setattr(
+        collator_module, "_token_ids", lambda tok, texts: [[-1, *ids] for ids in real(tok, texts)]
+    )
+    assert torch.equal(collator(rows)["labels"], expected)
