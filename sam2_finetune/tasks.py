@@ -157,6 +157,12 @@ class ExampleOptions(BaseModel):
     examples_per_frame: int = Field(
         1, ge=1, le=1000, description="Examples per frame, each with its own task."
     )
+    fixed_prompts: bool = Field(
+        False,
+        description="Ask each task in one phrasing (its first) instead of a random one per "
+        "example: for a specialist model, or one trained from scratch (prompts of varying length "
+        "move every image token relative to the answer; benchmarks/RESULTS.md).",
+    )
 
     @field_validator("task_mix", mode="before")
     @classmethod
@@ -259,11 +265,14 @@ def build_example(
     max_polygon_points: int = 32,
     vocabulary: Sequence[str] | None = None,
     negative_rate: float = NEGATIVE_RATE,
+    fixed_prompt: bool = False,
 ) -> Example:
     """Build one example of ``task`` from a canonical row, answered in ``answer_format``.
 
     Deterministic given the state of ``rng``; the random draws are the same whatever the format,
-    so one seed gives the same tasks, labels and phrasings in every format. ``vocabulary`` (the
+    so one seed gives the same tasks, labels and phrasings in every format. ``fixed_prompt``:
+    the task's first phrasing instead of a random one (the same draws are made either way, so
+    the tasks and labels do not change with it). ``vocabulary`` (the
     dataset's labels, ``dataset.category_names(ds)``) enables negative examples and fills
     PaliGemma's ``detect a ; b`` prompt. ``resized_wh`` is required by ``qwen2_5_vl``.
 
@@ -294,6 +303,8 @@ def build_example(
         else:
             task = "detect"  # nothing to name: an empty frame without a vocabulary
     template = rng.choice(TEMPLATES[task])
+    if fixed_prompt:
+        template = TEMPLATES[task][0]
     fixed = spec.task_prompts.get(task)
     if fixed is not None:
         listed = spec.prompt_label_separator.join(vocabulary or present)
@@ -386,6 +397,7 @@ def examples_for_row(
             max_polygon_points=options.max_polygon_points,
             vocabulary=vocabulary,
             negative_rate=options.negative_rate,
+            fixed_prompt=options.fixed_prompts,
         )
         for _ in range(options.examples_per_frame)
     ]

@@ -12,10 +12,12 @@ from sam2_finetune.polygons import polygon_iou
 from sam2_finetune.tasks import (
     TASKS,
     TEMPLATES,
+    ExampleOptions,
     answer_objects,
     build_example,
     choose_task,
     default_task_mix,
+    examples_for_row,
     parse_task_mix,
     polygon_fidelity,
 )
@@ -98,6 +100,26 @@ def test_templates_vary_within_each_task():
         prompts = {e.prompt for e in examples}
         assert len(prompts) >= 3, (task, prompts)
         assert len(TEMPLATES[task]) >= 4
+
+
+def test_fixed_prompts_ask_each_task_in_its_first_phrasing_with_the_same_draws():
+    varied = _examples("json", 11, n=60, vocabulary=VOCABULARY)
+    fixed = _examples("json", 11, n=60, vocabulary=VOCABULARY, fixed_prompt=True)
+    # The tasks, labels and answers are the draws without the option: only the phrasing changes.
+    assert [(e.task, e.labels, e.answer) for e in fixed] == [
+        (e.task, e.labels, e.answer) for e in varied
+    ]
+    for example in fixed:
+        first = TEMPLATES[example.task][0]
+        label = example.labels[0] if example.task != "detect" else ""
+        assert example.prompt.startswith(first.format(label=label)), example.prompt
+    assert len({e.prompt for e in fixed if e.task == "detect"}) == 1
+    assert len({e.prompt for e in varied if e.task == "detect"}) > 1
+    # Through the options convert and training share.
+    options = ExampleOptions(task_mix={"detect": 1}, fixed_prompts=True)
+    rows = [_row(f"v/{i:06d}") for i in range(12)]
+    asked = {examples_for_row(row, options, "json", seed=0)[0].prompt for row in rows}
+    assert len(asked) == 1
 
 
 @pytest.mark.parametrize("fmt", list(ANSWER_FORMATS))

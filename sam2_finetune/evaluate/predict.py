@@ -350,6 +350,7 @@ def prediction_example(
     *,
     resized_wh: tuple[int, int] | None = None,
     max_polygon_points: int = 32,
+    fixed_prompt: bool = False,
 ) -> Example:
     """The example asking ``task`` (about ``label``) of an image, built by the training example
     builder on a frame without objects, so the prompt is phrased as in training (seeded: every
@@ -364,6 +365,7 @@ def prediction_example(
         max_polygon_points=max_polygon_points,
         vocabulary=[label] if task != "detect" and label else list(labels),
         negative_rate=0.0,
+        fixed_prompt=fixed_prompt,
     )
 
 
@@ -576,6 +578,7 @@ class _Run:
                 wh,
                 resized_wh=processor_resized_wh(processor, *wh) if needs_resized else None,
                 max_polygon_points=record.max_polygon_points,
+                fixed_prompt=record.fixed_prompts,
             )
             items.append((image, example))
         generated = generate_answers(

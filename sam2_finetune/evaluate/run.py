@@ -535,6 +535,7 @@ def _evaluate(
             min_pixels=record.image.min_pixels,
             max_pixels=record.image.max_pixels,
             max_polygon_points=record.max_polygon_points,
+            fixed_prompts=record.fixed_prompts,
         )
         for task in tasks
     ]

@@ -416,6 +416,7 @@ def build_card(
     rows += [
         ("answer format", f"`{record.answer_format}`"),
         ("max polygon points", record.max_polygon_points),
+        ("prompts", "one phrasing per task" if record.fixed_prompts else "varied phrasings"),
         ("task mix", ", ".join(f"{k} {v:g}" for k, v in record.task_mix.items()) or "-"),
     ]
     rows += [(f"{name} version", v) for name, v in record.versions.items()]

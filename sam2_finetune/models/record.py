@@ -63,6 +63,7 @@ class InferenceRecord(BaseModel):
     labels: list[str] = Field(description="The labels the model was trained on, normalised.")
     task_mix: dict[str, float] = Field(default_factory=dict)
     max_polygon_points: int = 32
+    fixed_prompts: bool = Field(False, description="Trained on each task's first phrasing only.")
     image: ImageSettings = Field(default_factory=ImageSettings)
     versions: dict[str, str] = Field(default_factory=dict, description="Library versions.")
 

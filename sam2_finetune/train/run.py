@@ -236,6 +236,7 @@ def inference_record(config: TrainConfig, labels: list[str]) -> InferenceRecord:
         labels=list(labels),
         task_mix=data.task_weights(answer_format),
         max_polygon_points=data.max_polygon_points,
+        fixed_prompts=data.fixed_prompts,
         image=ImageSettings(
             min_pixels=data.min_pixels,
             max_pixels=data.max_pixels,

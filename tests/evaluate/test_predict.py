@@ -259,3 +259,26 @@ def test_the_command_prints_one_json_line_per_image(video_result, memorised, tmp
     )  # fmt: skip
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("task", ["detect", "ground"])
+def test_a_model_trained_on_fixed_prompts_is_asked_its_one_phrasing(task):
+    """data.fixed_prompts reaches predict through the model's record: the prompt is the one
+    every training example of the task was asked."""
+    from sam2_finetune.tasks import ExampleOptions, examples_for_row
+
+    labels = ["car", "dog"]
+    asked = prediction_example("json", task, "car", labels, (96, 64), fixed_prompt=True).prompt
+    options = ExampleOptions(task_mix={task: 1}, fixed_prompts=True, negative_rate=0.0)
+    box = {"label": "car", "area": 4, "bbox": [1, 1, 2, 2], "segmentation": None}
+    trained = {
+        examples_for_row(
+            {"image_id": f"v/{i}", "width": 96, "height": 64, "objects": [box]},
+            options,
+            "json",
+            seed=i,
+            vocabulary=labels,
+        )[0].prompt
+        for i in range(10)
+    }
+    assert trained == {asked}

@@ -213,3 +213,14 @@ def test_a_lora_run_skips_the_4bit_probe(raw_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(check, "probe_4bit", lambda device: probed.append(device))
     train(config_for(raw_dataset, tmp_path / "run", "training.max_steps=1"))
     assert probed == []
+
+
+def test_the_record_carries_the_example_options_inference_must_repeat(tmp_path):
+    """A run's record (what evaluate and predict read) says how prompts were phrased."""
+    from sam2_finetune.train.run import inference_record
+
+    for fixed in (False, True):
+        config = config_for(tmp_path, tmp_path / "run", f"data.fixed_prompts={str(fixed).lower()}")
+        record = inference_record(config, ["car"])
+        assert record.fixed_prompts is fixed
+        assert record.max_polygon_points == config.data.max_polygon_points
