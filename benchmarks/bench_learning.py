@@ -11,7 +11,8 @@ What it does, each step through the package's public stages:
    no test video is ever trained on;
 3. fine-tunes ``tiny:llava-learner`` (random weights, :mod:`sam2_finetune.models.tiny`) fully
    (``method: full``) on the train split through :func:`sam2_finetune.train.train`, with
-   augmentation (flip, scale jitter, colour jitter), detection answers only;
+   augmentation (flip, scale jitter, colour jitter), detection answers only, asked in one
+   phrasing (``data.fixed_prompts``);
 4. scores the test split: every test frame is asked ``detect`` (the prompt the collator uses),
    answered greedily by :func:`sam2_finetune.evaluate.generate.generate_answers` and scored
    with :class:`sam2_finetune.metrics.MetricsAccumulator`; the ``prior`` (each label's mean train
@@ -126,6 +127,7 @@ def train_config(
     batch_size: int = TRAINING["batch_size"],
     learning_rate: float = TRAINING["learning_rate"],
     augment: bool = True,
+    fixed_prompts: bool = True,
 ) -> Any:
     """The run: ``tiny:llava-learner``, full fine-tuning on the CPU, detection answers."""
     from sam2_finetune.train.config import validate_config
@@ -145,6 +147,9 @@ def train_config(
                 "dataset": str(split_dir),
                 "answer_format": "json",
                 "task_mix": {LABELS_TASK: 1.0},
+                # One phrasing: with five of different lengths every image token sits at another
+                # distance from the answer, and the learner placed boxes 6x worse (dev set).
+                "fixed_prompts": fixed_prompts,
                 "max_length": 256,
                 "augment": AUGMENT if augment else None,
                 "eval_split": None,
@@ -165,7 +170,14 @@ def train_config(
     )
 
 
-def image_use(model: Any, processor: Any, rows: list[Any], labels: list[str], seed: int) -> float:
+def image_use(
+    model: Any,
+    processor: Any,
+    rows: list[Any],
+    labels: list[str],
+    seed: int,
+    fixed_prompts: bool = True,
+) -> float:
     """How much the model's answers depend on the image: the loss on the answer tokens (nats per
     token) with each frame's image swapped for the next frame's, minus the loss with its own.
     0 when the image is ignored (the language model answers from the text alone), which is where
@@ -174,7 +186,7 @@ def image_use(model: Any, processor: Any, rows: list[Any], labels: list[str], se
 
     from sam2_finetune.train.collator import collator_for_config
 
-    config = train_config(Path("."), Path("."), 1, seed, augment=False)
+    config = train_config(Path("."), Path("."), 1, seed, augment=False, fixed_prompts=fixed_prompts)
     collator = collator_for_config(config, processor, labels)
     collator.training = False
     batch = collator(rows)
@@ -193,6 +205,7 @@ def score(
     split_name: str = "test",
     *,
     limit: int | None = None,
+    fixed_prompts: bool = True,
 ) -> dict[str, Any]:
     """mAP50 & co. of the model in ``model_dir`` on ``split_name`` (its first ``limit`` frames),
     next to the baselines on the same frames. Generation runs on one thread: a tiny model's
@@ -214,7 +227,9 @@ def score(
 
     data = load_from_disk(str(split_dir))
     labels = category_names(data)
-    options = ExampleOptions(task_mix={LABELS_TASK: 1.0}, examples_per_frame=1)
+    options = ExampleOptions(
+        task_mix={LABELS_TASK: 1.0}, examples_per_frame=1, fixed_prompts=fixed_prompts
+    )  # as trained
     frames = data[split_name]
     rows = list(frames.select(range(min(limit or len(frames), len(frames)))))
     items, truths = [], []
@@ -254,7 +269,7 @@ def score(
     # Frames 6 apart: the next video's (each video has 6), so a swap changes what is in view.
     probe_rows = [frames[i] for i in range(0, min(len(frames), 192), 6)]
     return {
-        "image_use": image_use(model, processor, probe_rows, labels, seed),
+        "image_use": image_use(model, processor, probe_rows, labels, seed, fixed_prompts),
         "parameters": sum(p.numel() for p in model.parameters()),
         "split": split_name,
         "examples": len(items),
@@ -281,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=TRAINING["batch_size"])
     parser.add_argument("--learning-rate", type=float, default=TRAINING["learning_rate"])
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument(
+        "--varied-prompts", action="store_true", help="five phrasings, as by default in training"
+    )
     parser.add_argument("--limit", type=int, default=None, help="score the first N frames only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temp)")
@@ -312,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             augment=not args.no_augment,
+            fixed_prompts=not args.varied_prompts,
         )
         from sam2_finetune.train import train
 
@@ -325,7 +344,14 @@ def main(argv: list[str] | None = None) -> int:
             cpu_after.ru_stime - cpu_before.ru_stime
         )
         model_dir = result.best_dir or work / "run" / "best"
-        scores = score(model_dir, data["split_dir"], args.seed, args.split, limit=args.limit)
+        scores = score(
+            model_dir,
+            data["split_dir"],
+            args.seed,
+            args.split,
+            limit=args.limit,
+            fixed_prompts=not args.varied_prompts,
+        )
         out = {
             "checkpoint": CHECKPOINT,
             "data": {k: v for k, v in data.items() if k != "split_dir"},
