@@ -23,7 +23,8 @@ Target (issue 11): test box mAP50 >= 0.3 and >= 5x the prior baseline, within 5 
 training on 2 cores. The numbers are printed, with the wall time, the CPU time and the load
 average (the dev machine is shared), and written as JSON with ``--json``. Nothing is tuned on the
 test split: the schedule and the learner's position-table scale were chosen on the validation
-split (``--split validation``), and the test split scored once.
+split (``--split validation``), the data size and the one phrasing on a separately generated dev
+set and on other seeds' validation splits (``--seed``; benchmarks/RESULTS.md).
 
     .venv/bin/python benchmarks/bench_learning.py                # the benchmark (~6 min)
     .venv/bin/python benchmarks/bench_learning.py --quick        # the data path only, seconds
