@@ -274,7 +274,8 @@ class LlavaDims:
 
 # The learner: meant to learn grounding from scratch from a few thousand examples on a CPU
 # (benchmarks/bench_learning.py; in 5 minutes on 2 cores it learns the answer format and which
-# labels a frame holds, not yet where they are: benchmarks/RESULTS.md), 4.7 MB. 64 x 64 images
+# labels a frame holds and only begins to place boxes; after 2600 steps, 10.5 minutes, it finds
+# them in unseen videos, test mAP50 0.35: benchmarks/RESULTS.md), 4.7 MB. 64 x 64 images
 # in 8-pixel patches (64 image tokens) resized whole, not cropped, so every object is in view;
 # width 128 in both towers (bitsandbytes' 4-bit CPU kernel accepts every LM layer: in 128, out
 # 64-256); 4 LM layers; digits tokenised one by one, so every coordinate is written coarse to
