@@ -20,7 +20,6 @@ The export folder::
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from sam2_finetune.errors import OptionsError, describe
@@ -50,18 +49,19 @@ __all__ = [
 
 
 def detect_prompt(record: InferenceRecord) -> str:
-    """The prompt the model was trained with for finding every object (a fixed phrasing of the
-    ``detect`` task, in the record's answer format, naming its labels where the format does)."""
-    from sam2_finetune.tasks import build_example
+    """The prompt the model was trained with for finding every object, as ``predict`` asks it
+    (the ``detect`` task in the record's answer format and phrasing, naming its labels where the
+    format does): what the card's code, ``inference.py`` and ``deploy_config.yaml`` send."""
+    from sam2_finetune.evaluate.predict import prediction_example
 
-    row = {"width": 640, "height": 480, "objects": []}
-    example = build_example(
-        row,
-        task="detect",
-        answer_format=record.answer_format,
-        rng=random.Random(0),
+    example = prediction_example(
+        record.answer_format,
+        "detect",
+        None,
+        record.labels,
+        (640, 480),
         resized_wh=(640, 480),
-        vocabulary=record.labels,
+        fixed_prompt=record.fixed_prompts,
     )
     return example.prompt
 

@@ -72,3 +72,19 @@ def test_the_card_check_refuses_broken_metadata():
     )
     with pytest.raises((ValueError, KeyError)):
         check_card(broken_index)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_the_exported_prompt_is_the_one_predict_asks_in_the_trained_phrasing(fixed):
+    """deploy/, inference.py and the card send detect_prompt: with data.fixed_prompts it must
+    be the one phrasing the model was trained on, and always what predict asks."""
+    from sam2_finetune.evaluate.predict import prediction_example
+    from sam2_finetune.tasks import TEMPLATES
+
+    record = _record("llava", fixed_prompts=fixed)
+    asked = prediction_example(
+        "json", "detect", None, record.labels, (96, 64), fixed_prompt=fixed
+    ).prompt
+    assert detect_prompt(record) == asked
+    if fixed:
+        assert asked.startswith(TEMPLATES["detect"][0])
