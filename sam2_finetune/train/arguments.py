@@ -107,5 +107,9 @@ def training_arguments(
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_pin_memory=device == "cuda",
+        # Workers are started at each epoch and evaluation (not persistent), so that each starts
+        # with the collator's epoch and training flag of that moment (train.collator).
+        dataloader_num_workers=training.dataloader_workers,
+        dataloader_persistent_workers=False,
         ddp_find_unused_parameters=False,
     )

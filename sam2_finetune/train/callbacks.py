@@ -260,8 +260,8 @@ class NonFiniteLossCallback(TrainerCallback):
 
 class EpochCallback(TrainerCallback):
     """Tells the collator which epoch starts, so that each epoch draws other tasks and phrasings
-    for the same frames (epoch 0 draws what ``convert`` writes). The collator runs in the main
-    process (``dataloader_num_workers=0``), so it sees the change."""
+    for the same frames (epoch 0 draws what ``convert`` writes). DataLoader workers, if any,
+    are started after this event with a copy of the collator, so they see the change too."""
 
     def __init__(self, collator: Any) -> None:
         self.collator = collator

@@ -19,11 +19,24 @@ An example longer than ``max_length`` is never cut (that would cut through image
 an answer without its end): its answer is shortened by dropping objects from its end, and the
 prompt then asks for that many objects only, so the pair stays true; an example that does not fit
 even with one object is skipped and counted (``skipped``), with a warning the first time.
+
+DataLoader worker processes (``training.dataloader_workers``) may run the collator: everything it
+draws is seeded by the run's seed, the epoch and the frame, never by the process, so batches are
+the same in a worker as in the main process. A worker gets a copy of the collator when it starts
+(the Trainer starts them at each epoch and each evaluation, after the callbacks have set ``epoch``
+and ``training``); the counts of shortened and skipped examples live in a small shared-memory
+tensor with one row per process, which the main process sums. A worker ignores SIGINT: Ctrl-C
+reaches the whole process group, and the main process answers it (``InterruptCallback``: finish
+the step, save, stop) with batches still to come from its workers. SIGTERM is left alone: it is how
+the DataLoader and ``multiprocessing`` stop a worker that does not exit; a SIGTERM sent to every
+process (some cluster schedulers do) therefore ends the run at its last saved checkpoint, from
+which ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -50,6 +63,40 @@ logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 PROMPT_CACHE_SIZE = 4096  # rendered prompts kept per collator (a few hundred in practice)
+MAX_WORKERS = 64  # DataLoader worker processes a collator counts for (training.dataloader_workers)
+SHORTENED, SKIPPED = 0, 1  # the columns of the shared counts
+
+
+def _shared_counts() -> Any:
+    """One row per process (row 0: the main process, row i + 1: DataLoader worker i), columns
+    SHORTENED and SKIPPED, in shared memory: a forked worker writes the parent's rows, and a
+    spawned one receives them through torch's pickling. One writer per row: no lock needed."""
+    import torch
+
+    return torch.zeros((MAX_WORKERS + 1, 2), dtype=torch.int64).share_memory_()
+
+
+def _worker_row() -> int:
+    """This process's row of the shared counts; the first call in a DataLoader worker also makes
+    the worker ignore SIGINT (see the module)."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    if info is None:
+        return 0
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if info.id >= MAX_WORKERS:
+        raise DatasetError(
+            describe(
+                "too many DataLoader workers for the collator's counts",
+                field="training.dataloader_workers",
+                expected=f"at most {MAX_WORKERS}",
+                found=str(info.num_workers),
+                fix=f"set training.dataloader_workers to {MAX_WORKERS} or fewer",
+            )
+        )
+    return info.id + 1
 
 
 def _token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
@@ -99,13 +146,27 @@ class VisionLanguageCollator:
     augment: AugmentOptions | None = None
     image: ImageSettings | None = None
     training: bool = False
-    skipped: int = 0
-    shortened: int = 0
+    _counts: Any = field(default_factory=_shared_counts, repr=False, compare=False)
     _warned: bool = field(default=False, repr=False)
     # prompt -> (its rendered text, the (head, tail) around any answer, or None: see _texts)
     _prompts: dict[str, tuple[str, tuple[str, str] | None]] = field(
         default_factory=dict, repr=False
     )
+
+    # --- counts ---------------------------------------------------------------------------
+
+    @property
+    def shortened(self) -> int:
+        """Examples whose answer was shortened to fit ``max_length``, in every process."""
+        return int(self._counts[:, SHORTENED].sum())
+
+    @property
+    def skipped(self) -> int:
+        """Examples skipped because even one object did not fit, in every process."""
+        return int(self._counts[:, SKIPPED].sum())
+
+    def _count(self, column: int) -> None:
+        self._counts[_worker_row(), column] += 1
 
     # --- examples -------------------------------------------------------------------------
 
@@ -254,10 +315,10 @@ class VisionLanguageCollator:
             while keep >= 1:
                 shorter = self._shorter(item, keep)
                 if self._length(shorter) <= self.max_length:
-                    self.shortened += 1
+                    self._count(SHORTENED)
                     return shorter
                 keep -= 1
-        self.skipped += 1
+        self._count(SKIPPED)
         if not self._warned:
             logger.warning(
                 "an example of %s is longer than data.max_length=%d tokens even with one object; "
@@ -275,6 +336,7 @@ class VisionLanguageCollator:
     # --- the batch ------------------------------------------------------------------------
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        _worker_row()  # in a DataLoader worker: ignore the signals the main process answers
         items = []
         for row in rows:
             image = row_image(row)

@@ -344,6 +344,13 @@ class TrainingSection(BaseModel):
         False, description="Recompute activations in backward: less memory, ~30 % slower."
     )
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed of data order, tasks, weights.")
+    dataloader_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Processes that build batches while the model trains (DataLoader workers); "
+        "0: the training process builds them. Same batches either way.",
+    )
     logging_steps: int = Field(10, ge=1, le=1_000_000, description="Log every N steps.")
     eval_steps: int | None = Field(
         None, ge=1, le=1_000_000, description="Evaluate every N steps; null: no evaluation."

@@ -62,6 +62,7 @@ RESUMABLE_CHANGES = (
     "training.eval_generation_samples",
     "training.save_steps",
     "training.logging_steps",
+    "training.dataloader_workers",
     "training.save_total_limit",
     "training.early_stopping_patience",
     "output.overwrite",
@@ -205,6 +206,20 @@ def _prepare_run_dir(config: TrainConfig, run_dir: Path, resume: bool | str | No
             )
         )
     return None
+
+
+def _without_worker_traceback(error: Sam2FinetuneError) -> Sam2FinetuneError:
+    """``error`` as the collator raised it. An error raised in a DataLoader worker comes back as
+    the same type with the worker's whole traceback as its message (torch's ``ExceptionWrapper``);
+    the user needs the message at its end, not the traceback."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return error
+    kind = type(error)
+    start = text.rfind(f"{kind.__module__}.{kind.__qualname__}: ")
+    if start < 0:
+        return error
+    return kind(text[start + len(f"{kind.__module__}.{kind.__qualname__}: ") :].rstrip())
 
 
 def _stop_reason(trainer: Trainer, callbacks: dict[str, Any]) -> str:
@@ -421,6 +436,8 @@ def _run(
         raise
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
+    except Sam2FinetuneError as error:  # from the collator, maybe in a DataLoader worker
+        raise _without_worker_traceback(error) from None
     except torch.OutOfMemoryError:
         raise TrainingError(
             describe(

@@ -228,3 +228,48 @@ def test_an_answer_tokenised_differently_alone_is_found_by_measuring_the_prompt(
         collator_module, "_token_ids", lambda tok, texts: [[-1, *ids] for ids in real(tok, texts)]
     )
     assert torch.equal(collator(rows)["labels"], expected)
+
+
+@pytest.mark.slow
+def test_a_spawned_dataloader_worker_builds_the_same_batches_and_reports_its_counts(
+    tiny_dirs, rows
+):
+    """``training.dataloader_workers``: a worker gets a pickled copy of the collator (spawn, the
+    strictest start method) and builds exactly the batches the main process would; the examples
+    it shortens reach the main process's counts; and it outlives a Ctrl-C (SIGINT reaches the
+    whole process group; the training process answers it by finishing its step and saving, and
+    may still be waiting for a batch)."""
+    import os
+    import signal
+
+    from torch.utils.data import DataLoader
+
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, "smolvlm", vocabulary, task_mix={"detect": 1.0})
+    collator.epoch = 3
+    row = max(rows, key=lambda r: len(r["objects"]))
+    full = collator([row])
+    answer_tokens = int((full["labels"] != IGNORE_INDEX).sum())
+    collator.max_length = int(full["attention_mask"].sum()) - answer_tokens // 3
+    expected = [collator([r]) for r in rows]
+    shortened = collator.shortened
+    assert shortened >= 1 and collator._counts[1:].sum() == 0  # all counted by this process
+
+    loader = DataLoader(
+        rows,
+        batch_size=1,
+        collate_fn=collator,
+        num_workers=1,
+        multiprocessing_context="spawn",
+    )
+    batches = iter(loader)
+    got = [next(batches)]
+    os.kill(batches._workers[0].pid, signal.SIGINT)
+    got += list(batches)
+    assert len(got) == len(expected)
+    for mine, theirs in zip(expected, got, strict=True):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            assert torch.equal(mine[key], theirs[key]), key
+    assert collator.shortened == 2 * shortened  # the worker's count came back
+    assert int(collator._counts[1, 0]) == shortened  # in the worker's row

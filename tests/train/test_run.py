@@ -224,3 +224,92 @@ def test_the_record_carries_the_example_options_inference_must_repeat(tmp_path):
         record = inference_record(config, ["car"])
         assert record.fixed_prompts is fixed
         assert record.max_polygon_points == config.data.max_polygon_points
+
+
+def test_dataloader_workers_train_exactly_the_same_run(raw_dataset, tmp_path, monkeypatch):
+    """Batches built in DataLoader worker processes: over 2.5 epochs with augmentation and
+    evaluations (the collator's epoch and training flag must reach each new worker), every loss
+    equals the run without workers, and the examples skipped for data.max_length are counted
+    from the workers' own rows."""
+    from sam2_finetune.train import collator as collator_module
+
+    made = []
+    original = collator_module.collator_for_config
+
+    def keep(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(collator_module, "collator_for_config", keep)
+    options = [
+        "training.max_steps=30",  # 24 training frames, batch 2: 2.5 epochs
+        "training.eval_steps=10",
+        "training.save_steps=10",
+        "training.metric_for_best_model=null",
+        "training.eval_generation_samples=0",
+        "data.augment={hflip: true, brightness: 0.2}",
+        "data.max_length=330",  # some long segment examples of epochs 1-2 do not fit
+    ]
+    runs = {}
+    for workers in (0, 2):
+        run_dir = tmp_path / f"workers{workers}"
+        result = train(
+            config_for(raw_dataset, run_dir, *options, f"training.dataloader_workers={workers}")
+        )
+        logged = read_metrics(run_dir)
+        runs[workers] = (
+            [r["loss"] for r in logged if "loss" in r],
+            [r["eval_loss"] for r in logged if "eval_loss" in r],
+            result.examples_skipped,
+        )
+    assert len(runs[0][0]) == 30 and len(runs[0][1]) == 4
+    assert runs[0][2] > 0
+    assert runs[2] == runs[0]
+    without, with_workers = made
+    assert int(without._counts[1:].sum()) == 0
+    assert int(with_workers._counts[0].sum()) == 0  # every batch was built in a worker
+
+
+def test_an_error_in_a_dataloader_worker_is_one_readable_message(raw_dataset, tmp_path):
+    with pytest.raises(DatasetError) as caught:
+        train(
+            config_for(
+                raw_dataset,
+                tmp_path / "run",
+                "training.dataloader_workers=1",
+                "data.max_length=64",
+            )
+        )
+    message = str(caught.value)
+    assert message.startswith("no example of this batch fits data.max_length")
+    assert "Traceback" not in message and "worker" not in message
+
+
+def test_ctrl_c_with_dataloader_workers_saves_and_stops(raw_dataset, tmp_path):
+    """Ctrl-C reaches the whole process group, DataLoader workers included: the training process
+    finishes its step, saves a checkpoint and exits cleanly (the workers' side:
+    tests/train/test_collator.py)."""
+    run_dir = tmp_path / "run"
+    script = SCRIPT.replace(
+        '"training.save_total_limit=null",',
+        '"training.save_total_limit=null", "training.dataloader_workers=2",',
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(raw_dataset), str(run_dir), "1000", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's job is
+    )
+    deadline = time.monotonic() + 600
+    while not any(p.name == "checkpoint-2" for p in complete_checkpoints(run_dir)):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=600) == 0, process.stderr.read()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped"] == "interrupted (SIGINT)"
+    assert summary["global_step"] < 1000
+    saved = complete_checkpoints(run_dir)
+    assert saved[-1].name == f"checkpoint-{summary['global_step']}"
