@@ -53,6 +53,7 @@ def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:
         overrides=[
             f"output.run_dir={run_dir}",
             f"training.max_steps={steps}",
+            f"training.dataloader_workers={workers}",
         ],
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,6 @@ def setup(run_dir: Path, steps: int, workers: int = 0) -> dict[str, Any]:
         metric_for_best_model=None,
         greater_is_better=None,
         eval_steps=None,
-        dataloader_num_workers=workers,
     )
     return {
         "config": config,
@@ -125,7 +125,9 @@ def bare_trainer(parts: dict[str, Any], batches: list[dict[str, Any]]):
     """A plain Trainer on ready batches: one dataset item is one batch, the collator unwraps it."""
     from transformers import Trainer
 
-    args = dataclasses.replace(parts["args"], per_device_train_batch_size=1)
+    args = dataclasses.replace(
+        parts["args"], per_device_train_batch_size=1, dataloader_num_workers=0
+    )
     return Trainer(
         model=parts["model"],
         args=args,
@@ -193,7 +195,8 @@ def main() -> None:
         "--workers",
         type=int,
         default=0,
-        help="DataLoader worker processes in both runs (0: what train() uses).",
+        help="DataLoader worker processes of our run (training.dataloader_workers; default 0). "
+        "The baseline has no data work to move and stays in-process.",
     )
     args = parser.parse_args()
     import torch
