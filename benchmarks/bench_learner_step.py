@@ -65,14 +65,15 @@ def build(mode: str) -> tuple[Any, Any]:
     return model, step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=12, help="Distinct batches per pass.")
     parser.add_argument("--repeat", type=int, default=3, help="Timed passes over the batches.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the 2 cores).")
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile.")
+    parser.add_argument("--videos", type=int, default=60, help="Synthetic videos to draw from.")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import torch
     from torch.profiler import profile
 
@@ -84,7 +85,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     modes = ["fp32", "eager", "bf16"] + (["compile"] if args.compile else [])
     with tempfile.TemporaryDirectory(prefix="bench-learner-step-") as tmp:
-        data = bench_learning.prepare_data(Path(tmp), 60, 3, seed=0)
+        data = bench_learning.prepare_data(Path(tmp), args.videos, 3, seed=0)
         config = bench_learning.train_config(data["split_dir"], Path(tmp) / "run", 100, 0)
         from datasets import load_from_disk
 

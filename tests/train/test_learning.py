@@ -151,3 +151,19 @@ def test_bench_data_trains_the_learner_fully_and_scores(bench, tmp_path):
     assert {"map50", "map", "mean_iou", "parse_failure_rate"} <= set(scores["metrics"])
     assert scores["baselines"]["empty"]["map50"] == 0.0
     assert math.isfinite(scores["image_use"])  # another frame's image vs its own, nats/token
+
+
+@pytest.mark.slow
+def test_the_learner_step_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "bench_learner_step", BENCH.parent / "bench_learner_step.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--videos", "12", "--batches", "2", "--repeat", "1", "--threads", "1", "--json"])
+    out = capsys.readouterr().out
+    result = json.loads(out[: out.rindex("}") + 1])
+    assert set(result["modes"]) == {"fp32", "eager", "bf16"}
+    assert result["modes"]["fp32"]["ratio_to_fp32"] == 1.0
+    assert all(m["ms_per_step"] > 0 for m in result["modes"].values())
+    assert result["modes"]["fp32"]["top_ops"]
