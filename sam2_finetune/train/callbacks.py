@@ -202,6 +202,10 @@ class ProgressBarCallback(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar (also after a run that failed: no bar left dangling in a notebook)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -367,6 +371,11 @@ class InterruptCallback(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the signal handlers back as they were (also after a run that failed: in a notebook,
+        Ctrl-C must interrupt the next cell again)."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()

@@ -436,9 +436,14 @@ def _run(
         raise
     try:
         output = trainer.train(resume_from_checkpoint=checkpoint)
-    except Sam2FinetuneError as error:  # from the collator, maybe in a DataLoader worker
-        raise _without_worker_traceback(error) from None
-    except torch.OutOfMemoryError:
+    except BaseException as error:
+        # The Trainer calls no callback when a step raises: leave the session as it was.
+        callbacks["interrupt"].restore()
+        callbacks["progress"].close()
+        if isinstance(error, Sam2FinetuneError):  # the collator's, maybe from a worker
+            raise _without_worker_traceback(error) from None
+        if not isinstance(error, torch.OutOfMemoryError):
+            raise
         raise TrainingError(
             describe(
                 "out of GPU memory",

@@ -271,6 +271,9 @@ def test_dataloader_workers_train_exactly_the_same_run(raw_dataset, tmp_path, mo
 
 
 def test_an_error_in_a_dataloader_worker_is_one_readable_message(raw_dataset, tmp_path):
+    """...and a run that fails mid-training leaves the session's signal handlers as they were
+    (the Trainer calls no callback after a failed step; in a notebook Ctrl-C must work again)."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(DatasetError) as caught:
         train(
             config_for(
@@ -283,6 +286,7 @@ def test_an_error_in_a_dataloader_worker_is_one_readable_message(raw_dataset, tm
     message = str(caught.value)
     assert message.startswith("no example of this batch fits data.max_length")
     assert "Traceback" not in message and "worker" not in message
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
 
 
 def test_ctrl_c_with_dataloader_workers_saves_and_stops(raw_dataset, tmp_path):
