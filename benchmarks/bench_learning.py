@@ -129,6 +129,7 @@ def train_config(
     learning_rate: float = TRAINING["learning_rate"],
     augment: bool = True,
     fixed_prompts: bool = True,
+    workers: int = 0,
 ) -> Any:
     """The run: ``tiny:llava-learner``, full fine-tuning on the CPU, detection answers."""
     from sam2_finetune.train.config import validate_config
@@ -163,6 +164,7 @@ def train_config(
                 "seed": seed,
                 "save_steps": steps,
                 "save_total_limit": 1,
+                "dataloader_workers": workers,
             },
             "output": {"run_dir": str(run_dir), "overwrite": True, "loggers": []},
             "hardware": {"device": "cpu", "num_processes": 1},
@@ -300,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--varied-prompts", action="store_true", help="five phrasings, as by default in training"
     )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="training.dataloader_workers (default 0)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="score the first N frames only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temp)")
@@ -332,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             learning_rate=args.learning_rate,
             augment=not args.no_augment,
             fixed_prompts=not args.varied_prompts,
+            workers=args.workers,
         )
         from sam2_finetune.train import train
 
