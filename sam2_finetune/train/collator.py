@@ -55,6 +55,7 @@ from sam2_finetune.models.chat import (
 from sam2_finetune.models.record import ImageSettings
 from sam2_finetune.tasks import Example, ExampleOptions, examples_for_row
 from sam2_finetune.train.augment import AugmentOptions, augment_rng, augment_row
+from sam2_finetune.train.config import MAX_DATALOADER_WORKERS
 
 if TYPE_CHECKING:
     from sam2_finetune.train.config import TrainConfig
@@ -63,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 PROMPT_CACHE_SIZE = 4096  # rendered prompts kept per collator (a few hundred in practice)
-MAX_WORKERS = 64  # DataLoader worker processes a collator counts for (training.dataloader_workers)
 SHORTENED, SKIPPED = 0, 1  # the columns of the shared counts
 
 
@@ -73,7 +73,7 @@ def _shared_counts() -> Any:
     spawned one receives them through torch's pickling. One writer per row: no lock needed."""
     import torch
 
-    return torch.zeros((MAX_WORKERS + 1, 2), dtype=torch.int64).share_memory_()
+    return torch.zeros((MAX_DATALOADER_WORKERS + 1, 2), dtype=torch.int64).share_memory_()
 
 
 def _worker_row() -> int:
@@ -86,14 +86,14 @@ def _worker_row() -> int:
         return 0
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if info.id >= MAX_WORKERS:
+    if info.id >= MAX_DATALOADER_WORKERS:
         raise DatasetError(
             describe(
                 "too many DataLoader workers for the collator's counts",
                 field="training.dataloader_workers",
-                expected=f"at most {MAX_WORKERS}",
+                expected=f"at most {MAX_DATALOADER_WORKERS}",
                 found=str(info.num_workers),
-                fix=f"set training.dataloader_workers to {MAX_WORKERS} or fewer",
+                fix=f"set training.dataloader_workers to {MAX_DATALOADER_WORKERS} or fewer",
             )
         )
     return info.id + 1

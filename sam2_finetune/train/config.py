@@ -314,6 +314,9 @@ class DataSection(ExampleOptions):
 GENERATED_METRICS = ("map", "map50", "map75", "ar100", "mean_iou", "parse_failure_rate")
 
 
+MAX_DATALOADER_WORKERS = 64  # the collator keeps a row of counts per worker (train.collator)
+
+
 class TrainingSection(BaseModel):
     """The optimisation schedule, evaluation, early stopping and checkpoints."""
 
@@ -347,7 +350,7 @@ class TrainingSection(BaseModel):
     dataloader_workers: int = Field(
         0,
         ge=0,
-        le=64,
+        le=MAX_DATALOADER_WORKERS,
         description="Processes that build batches while the model trains (DataLoader workers); "
         "0: the training process builds them. Same batches either way.",
     )
