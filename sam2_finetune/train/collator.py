@@ -12,8 +12,11 @@ Finding the answer's tokens without ``{% generation %}`` (real chat templates la
 chat text is the prompt (``add_generation_prompt=True``) followed by the answer turn, so the answer
 turn's tokens are the last ones of each sequence; they are checked against the tokenizer's own
 tokenisation of that text, and only if the boundary merged differently is the prompt processed
-alone to measure it. PaliGemma has no chat template: its processor takes the answer as
-``suffix=`` and writes the labels itself.
+alone to measure it. A prompt placed once is remembered, per image size, with its tokens in
+context (image tokens included): a later row that opens with exactly those tokens has its answer
+right after them (the tokens before cover exactly the prompt's text), and its answer is not
+tokenised at all; a row that does not is placed as above. PaliGemma has no chat template: its
+processor takes the answer as ``suffix=`` and writes the labels itself.
 
 An example longer than ``max_length`` is never cut (that would cut through image tokens or leave
 an answer without its end): its answer is shortened by dropping objects from its end, and the
@@ -152,6 +155,10 @@ class VisionLanguageCollator:
     _prompts: dict[str, tuple[str, tuple[str, str] | None]] = field(
         default_factory=dict, repr=False
     )
+    # (prompt text, image size) -> the prompt's token ids in context, image tokens included
+    _prompt_ids: dict[tuple[str, tuple[int, int]], list[int]] = field(
+        default_factory=dict, repr=False
+    )
 
     # --- counts ---------------------------------------------------------------------------
 
@@ -266,18 +273,30 @@ class VisionLanguageCollator:
         else:
             ends = [width] * len(items)
         rows = input_ids.tolist()
-        tails = [item.full_text[len(item.prompt_text) :] for item in items]
-        starts = []
-        for i, (item, tail_ids) in enumerate(zip(items, _token_ids(tokenizer, tails), strict=True)):
-            start = ends[i] - len(tail_ids)
-            if rows[i][start : ends[i]] != tail_ids:
+        # A prompt already placed for this image size: its tokens in context are known, and the
+        # row starting with exactly them places the answer (the tokens before it cover exactly
+        # the prompt's text, so the rest is the answer's). The rest: tokenise the answers.
+        starts: list[int | None] = []
+        for i, item in enumerate(items):
+            known = self._prompt_ids.get((item.prompt_text, item.image.size))
+            fits = known is not None and rows[i][firsts[i] : firsts[i] + len(known)] == known
+            starts.append(firsts[i] + len(known) if fits and known is not None else None)
+        unplaced = [i for i, start in enumerate(starts) if start is None]
+        tails = [items[i].full_text[len(items[i].prompt_text) :] for i in unplaced]
+        for i, tail_ids in zip(unplaced, _token_ids(tokenizer, tails), strict=True):
+            item, start = items[i], ends[i] - len(tail_ids)
+            if rows[i][start : ends[i]] == tail_ids:
+                prompt_ids = rows[i][firsts[i] : start]
+            else:
                 # The boundary tokenised differently: measure the prompt alone.
                 alone = self.processor(
                     text=[item.prompt_text], images=[[item.image]], return_tensors="pt"
                 )
-                first = firsts[i] if tokenizer.padding_side != "right" else 0
-                start = first + alone["input_ids"].shape[1]
-            starts.append(start)
+                prompt_ids = alone["input_ids"][0].tolist()
+                start = firsts[i] + len(prompt_ids)
+            if len(self._prompt_ids) < PROMPT_CACHE_SIZE:
+                self._prompt_ids[(item.prompt_text, item.image.size)] = prompt_ids
+            starts[i] = start
         columns = torch.arange(width)
         answer = (columns >= torch.tensor(starts)[:, None]) & (
             columns < torch.tensor(ends)[:, None]

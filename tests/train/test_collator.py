@@ -223,11 +223,52 @@ def test_an_answer_tokenised_differently_alone_is_found_by_measuring_the_prompt(
     for i, row in enumerate(rows):
         trained = tokenizer.decode(expected[i][expected[i] != IGNORE_INDEX])
         assert trained.lstrip().startswith(collator.example(row).answer)
+    # A prompt known from an earlier batch whose tokens do not open the row (here: a cache
+    # entry made wrong) is placed by its answer's tokens instead.
+    known = dict(collator._prompt_ids)
+    assert known  # every prompt of the first batch was placed and remembered
+    collator._prompt_ids.update({key: [-1, *ids] for key, ids in known.items()})
+    assert torch.equal(collator(rows)["labels"], expected)
+    # ... and where those differ too, by measuring the prompt alone.
+    collator._prompt_ids.clear()
     real = collator_module._token_ids
     monkeypatch.setattr(
         collator_module, "_token_ids", lambda tok, texts: [[-1, *ids] for ids in real(tok, texts)]
     )
     assert torch.equal(collator(rows)["labels"], expected)
+    assert collator._prompt_ids == known  # the measured prompts are the ones placed before
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "paligemma"])
+def test_prompts_placed_once_give_the_labels_of_placing_every_answer(
+    tiny_dirs, rows, family, monkeypatch
+):
+    """A prompt (at an image size) placed once is recognised by its tokens opening later rows,
+    without tokenising their answers: over several epochs the labels are exactly those of a
+    collator that places every answer anew, and later epochs tokenise fewer answers."""
+    import sam2_finetune.train.collator as collator_module
+
+    rows, vocabulary = rows
+    collator = collator_for(tiny_dirs, family, vocabulary)
+    fresh = collator_for(tiny_dirs, family, vocabulary)
+    tokenised = []
+    real = collator_module._token_ids
+    monkeypatch.setattr(
+        collator_module,
+        "_token_ids",
+        lambda tok, texts: tokenised.append(len(texts)) or real(tok, texts),
+    )
+    ours_tokenised = 0
+    for epoch in range(6):
+        collator.epoch = fresh.epoch = epoch
+        for batch in (rows[:2], rows[2:]):
+            before = len(tokenised)
+            ours = collator(batch)
+            ours_tokenised += sum(tokenised[before:])
+            fresh._prompt_ids.clear()
+            assert torch.equal(ours["labels"], fresh(batch)["labels"])
+    # 24 examples over 6 epochs: answers tokenised only for prompts new to their batch.
+    assert len(collator._prompt_ids) <= ours_tokenised < 24
 
 
 @pytest.mark.slow
