@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from sam2_finetune.answer_formats import get_format, render_answer
 from sam2_finetune.dataset import row_image
-from sam2_finetune.errors import DatasetError, describe
+from sam2_finetune.errors import DatasetError, OptionsError, describe
 from sam2_finetune.models.chat import (
     answer_frame,
     apply_image_settings,
@@ -90,7 +90,7 @@ def _worker_row() -> int:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if info.id >= MAX_DATALOADER_WORKERS:
-        raise DatasetError(
+        raise OptionsError(
             describe(
                 "too many DataLoader workers for the collator's counts",
                 field="training.dataloader_workers",
@@ -279,8 +279,8 @@ class VisionLanguageCollator:
         starts: list[int | None] = []
         for i, item in enumerate(items):
             known = self._prompt_ids.get((item.prompt_text, item.image.size))
-            fits = known is not None and rows[i][firsts[i] : firsts[i] + len(known)] == known
-            starts.append(firsts[i] + len(known) if fits and known is not None else None)
+            end = firsts[i] + len(known) if known is not None else None
+            starts.append(end if end is not None and rows[i][firsts[i] : end] == known else None)
         unplaced = [i for i, start in enumerate(starts) if start is None]
         tails = [items[i].full_text[len(items[i].prompt_text) :] for i in unplaced]
         for i, tail_ids in zip(unplaced, _token_ids(tokenizer, tails), strict=True):
@@ -355,7 +355,7 @@ class VisionLanguageCollator:
     # --- the batch ------------------------------------------------------------------------
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        _worker_row()  # in a DataLoader worker: ignore the signals the main process answers
+        _worker_row()  # in a DataLoader worker: ignore SIGINT, which the main process answers
         items = []
         for row in rows:
             image = row_image(row)
