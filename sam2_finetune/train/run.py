@@ -216,10 +216,9 @@ def _without_worker_traceback(error: Sam2FinetuneError) -> Sam2FinetuneError:
     if "Original Traceback" not in text:
         return error
     kind = type(error)
-    start = text.rfind(f"{kind.__module__}.{kind.__qualname__}: ")
-    if start < 0:
-        return error
-    return kind(text[start + len(f"{kind.__module__}.{kind.__qualname__}: ") :].rstrip())
+    prefix = f"{kind.__module__}.{kind.__qualname__}: "  # the traceback's last line
+    start = text.rfind(prefix)
+    return error if start < 0 else kind(text[start + len(prefix) :].rstrip())
 
 
 def _stop_reason(trainer: Trainer, callbacks: dict[str, Any]) -> str:
