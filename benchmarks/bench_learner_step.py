@@ -42,16 +42,16 @@ def build(mode: str) -> tuple[Any, Any]:
 
     from sam2_finetune.models.loading import load_model
     from sam2_finetune.models.tiny import resolve_checkpoint
+    from sam2_finetune.train.model import freeze_parts
 
     torch.manual_seed(0)
     model = load_model(resolve_checkpoint(bench_learning.CHECKPOINT), "llava")
     if mode == "eager":
         model.set_attn_implementation("eager")
     model.train()
-    # As bench_learning trains it: the vision tower and projector stay at their random init.
-    for name, parameter in model.named_parameters():
-        if "vision_tower" in name or "multi_modal_projector" in name:
-            parameter.requires_grad_(False)
+    # What bench_learning's run freezes (the vision tower and projector), the way train() does.
+    config = bench_learning.train_config(Path("."), Path("."), 1, 0)
+    freeze_parts(model, config.model.family, config.model)
     trained = [p for p in model.parameters() if p.requires_grad]
     forward = torch.compile(model, dynamic=True) if mode == "compile" else model
     optimizer = torch.optim.AdamW(trained, lr=1e-3, weight_decay=0.01)
