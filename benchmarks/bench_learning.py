@@ -420,6 +420,9 @@ def target_met(out: dict[str, Any]) -> bool:
 def report_text(out: dict[str, Any]) -> str:
     """The results as a few lines of text."""
     m, prior, empty = out["metrics"], out["baselines"]["prior"], out["baselines"]["empty"]
+    ratio = (
+        "n/a (the prior scores 0)" if out["ratio_to_prior"] is None else f"{out['ratio_to_prior']}x"
+    )
     per_class = ", ".join(
         f"{k.split('/', 1)[1]} {v:.3f}" for k, v in m.items() if k.startswith("map50/")
     )
@@ -436,11 +439,13 @@ def report_text(out: dict[str, Any]) -> str:
         f"{prior['mean_iou']:.3f}); empty baseline mAP50 {empty['map50']:.3f}",
         f"  image use: {out['image_use']} nats per answer token (loss with another frame's "
         "image minus with its own; 0: the image is ignored)",
-        f"  ratio to prior: {out['ratio_to_prior']}x; target mAP50 >= 0.3 and >= 5x prior "
+        f"  ratio to prior: {ratio}; target mAP50 >= 0.3 and >= 5x prior "
         f"within {TARGET_SECONDS} s of training: " + ("met" if target_met(out) else "NOT met"),
     ]
-    for sample in out["samples"]:
-        lines.append(f"  truth {sample['truth']}\n  said  {sample['predicted']}")
+    for sample in out["samples"]:  # an untrained model's answer runs on for ~1,000 tokens
+        said = sample["predicted"]
+        said = said if len(said) <= 200 else f"{said[:200]}... ({len(said)} characters)"
+        lines.append(f"  truth {sample['truth']}\n  said  {said}")
     return "\n".join(lines)
 
 

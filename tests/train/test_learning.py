@@ -191,3 +191,35 @@ def test_the_learner_step_benchmark_runs(capsys):
     assert result["modes"]["fp32"]["ratio_to_fp32"] == 1.0
     assert all(m["ms_per_step"] > 0 for m in result["modes"].values())
     assert result["modes"]["fp32"]["top_ops"]
+
+
+def test_the_bench_target_needs_the_level_the_ratio_and_the_five_minutes(bench):
+    """Issue 11's target: test mAP50 >= 0.3, >= 5x the prior, within 300 s of training; the
+    text report says which, and shortens a runaway answer."""
+    zero = {"map50": 0.0, "map": 0.0, "mean_iou": 0.0}
+    out = {
+        "checkpoint": "tiny:llava-learner",
+        "parameters": 1,
+        "trained": "language model",
+        "steps": 1300,
+        "data": {"videos": 1000, "sizes": {"test": 300}},
+        "train_wall_seconds": 268.5,
+        "train_cpu_seconds": 504.2,
+        "train_loss": 0.4,
+        "load_average": {},
+        "split": "test",
+        "examples": 300,
+        "metrics": {**zero, "map50": 0.35, "parse_failure_rate": 0.0, "map50/ball": 0.5},
+        "baselines": {"prior": {**zero, "map50": 0.0029}, "empty": zero},
+        "image_use": 0.3,
+        "ratio_to_prior": 120.7,
+        "samples": [{"truth": "[]", "predicted": "[" * 1000}],
+    }
+    assert bench.target_met(out)
+    assert "120.7x" in bench.report_text(out) and ": met" in bench.report_text(out)
+    assert "... (1000 characters)" in bench.report_text(out)
+    assert not bench.target_met({**out, "train_wall_seconds": 301.0})
+    assert not bench.target_met({**out, "ratio_to_prior": 4.9})
+    assert not bench.target_met({**out, "metrics": {**out["metrics"], "map50": 0.29}})
+    no_prior = {**out, "ratio_to_prior": None}
+    assert bench.target_met(no_prior) and "n/a (the prior scores 0)" in bench.report_text(no_prior)
